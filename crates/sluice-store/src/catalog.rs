@@ -1,0 +1,1 @@
+//! In-memory view of configuration (in progress).

@@ -1,0 +1,1 @@
+//! redb metadata (in progress).

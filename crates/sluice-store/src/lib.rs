@@ -1,0 +1,21 @@
+//! Storage for sluice: one interface, implemented by the embedded store (this crate's
+//! [`embedded`] module: a segmented append-only log per environment plus redb metadata)
+//! and, later, by NATS JetStream.
+//!
+//! Two traits, shaped so that JetStream maps onto them directly:
+//! - [`ImpressionLog`]: append to / read from a per-environment log by offset (a stream
+//!   subject per environment; offsets are stream sequence numbers);
+//! - [`MetaStore`]: small key-value state with compare-and-swap revisions (JetStream KV).
+//!
+//! This crate must never know about HTTP or delivery; it stores and returns bytes.
+
+pub mod catalog;
+pub mod embedded;
+pub mod error;
+pub mod log;
+pub mod meta;
+
+pub use catalog::Catalog;
+pub use error::StoreError;
+pub use log::{AppendEntry, AppendReceipt, ImpressionLog, LogBounds, StoredEntry};
+pub use meta::{Bucket, Expect, MetaStore, Versioned};

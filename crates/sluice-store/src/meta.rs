@@ -1,0 +1,64 @@
+//! Small key-value state with compare-and-swap: configuration, cursors, gaps.
+//! Maps onto JetStream KV buckets (revision = KV revision).
+
+use crate::error::StoreError;
+use async_trait::async_trait;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    Projects,
+    Environments,
+    Integrations,
+    /// Delivery cursors and in-flight batch descriptors, per integration.
+    Cursors,
+    /// Skipped backlog windows, per integration.
+    Gaps,
+    /// Anything else that must survive restarts (replay jobs, pause state).
+    State,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 6] =
+        [Bucket::Projects, Bucket::Environments, Bucket::Integrations, Bucket::Cursors, Bucket::Gaps, Bucket::State];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Projects => "projects",
+            Bucket::Environments => "environments",
+            Bucket::Integrations => "integrations",
+            Bucket::Cursors => "cursors",
+            Bucket::Gaps => "gaps",
+            Bucket::State => "state",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    /// Strictly increasing per key; starts at 1.
+    pub revision: u64,
+}
+
+/// The condition a write requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Unconditional.
+    Any,
+    /// The key must not exist.
+    Absent,
+    /// The key must be at this revision.
+    Revision(u64),
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    async fn get(&self, bucket: Bucket, key: &str) -> Result<Option<Versioned>, StoreError>;
+    /// All keys of a bucket with a given prefix, in key order.
+    async fn list(&self, bucket: Bucket, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError>;
+    /// Writes durably when `expect` holds; returns the new revision or
+    /// [`StoreError::Conflict`]. Concurrent writers share one commit.
+    async fn put(&self, bucket: Bucket, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError>;
+    /// Deletes when `expect` holds (deleting a missing key with `Any` is fine).
+    async fn delete(&self, bucket: Bucket, key: &str, expect: Expect) -> Result<(), StoreError>;
+}
