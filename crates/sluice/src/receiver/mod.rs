@@ -1,0 +1,1 @@
+//! sluice receiver (in progress).
