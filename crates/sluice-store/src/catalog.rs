@@ -1,1 +1,349 @@
-//! In-memory view of configuration (in progress).
+//! The configuration catalog: projects, environments and integrations, persisted in a
+//! [`MetaStore`] and mirrored in memory so that ingest can resolve an SDK key without
+//! touching storage. Every change bumps a `watch` channel that the delivery engine
+//! follows to start, restart and stop integration tasks.
+//!
+//! Owns the cross-object rules: an SDK key belongs to exactly one environment; an
+//! integration lists only environments of its own project; nothing referenced can be
+//! deleted.
+
+use crate::error::StoreError;
+use crate::meta::{Bucket, Expect, MetaStore};
+use sluice_core::model::{DEFAULT_PROJECT, Environment, Integration, Project, key_digest};
+use sluice_core::ValidationError;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use thiserror::Error;
+use tokio::sync::{Mutex, watch};
+
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid {0}")]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An immutable view of the whole configuration.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub projects: BTreeMap<String, Arc<Project>>,
+    pub environments: BTreeMap<String, Arc<Environment>>,
+    pub integrations: BTreeMap<String, Arc<Integration>>,
+    keys: HashMap<[u8; 32], Arc<Environment>>,
+}
+
+impl Snapshot {
+    fn build(projects: Vec<Project>, environments: Vec<Environment>, integrations: Vec<Integration>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for p in projects {
+            s.projects.insert(p.id.clone(), Arc::new(p));
+        }
+        for e in environments {
+            let e = Arc::new(e);
+            for k in &e.sdk_keys {
+                s.keys.insert(key_digest(k), e.clone());
+            }
+            s.environments.insert(e.id.clone(), e);
+        }
+        for i in integrations {
+            s.integrations.insert(i.id.clone(), Arc::new(i));
+        }
+        s
+    }
+
+    /// The environment an SDK key identifies.
+    pub fn environment_for_key(&self, key: &str) -> Option<&Arc<Environment>> {
+        self.keys.get(&key_digest(key))
+    }
+}
+
+pub struct Catalog {
+    meta: Arc<dyn MetaStore>,
+    current: RwLock<Arc<Snapshot>>,
+    changes: watch::Sender<u64>,
+    /// Serializes admin writes so cross-object checks see a stable catalog.
+    write_lock: Mutex<()>,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bucket: Bucket, key: &str, raw: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("{}/{key}: {e}", bucket.name())))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+impl Catalog {
+    /// Loads the catalog, creating the `default` project on first start.
+    pub async fn load(meta: Arc<dyn MetaStore>) -> Result<Catalog, StoreError> {
+        if meta.get(Bucket::Projects, DEFAULT_PROJECT).await?.is_none() {
+            let p = Project { id: DEFAULT_PROJECT.into(), name: "Default".into() };
+            match meta.put(Bucket::Projects, DEFAULT_PROJECT, encode(&p), Expect::Absent).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let snapshot = Self::read_all(meta.as_ref()).await?;
+        Ok(Catalog {
+            meta,
+            current: RwLock::new(Arc::new(snapshot)),
+            changes: watch::Sender::new(0),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    async fn read_all(meta: &dyn MetaStore) -> Result<Snapshot, StoreError> {
+        async fn all<T: serde::de::DeserializeOwned>(meta: &dyn MetaStore, b: Bucket) -> Result<Vec<T>, StoreError> {
+            meta.list(b, "").await?.into_iter().map(|(k, v)| decode(b, &k, &v.value)).collect()
+        }
+        Ok(Snapshot::build(
+            all(meta, Bucket::Projects).await?,
+            all(meta, Bucket::Environments).await?,
+            all(meta, Bucket::Integrations).await?,
+        ))
+    }
+
+    /// Re-reads everything from the store (after another node changed it).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let s = Self::read_all(self.meta.as_ref()).await?;
+        self.publish(s);
+        Ok(())
+    }
+
+    fn publish(&self, s: Snapshot) {
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(s);
+        }
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Bumped after every configuration change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    async fn commit_change(&self, f: impl FnOnce(&mut Snapshot)) {
+        let mut s = (*self.snapshot()).clone();
+        f(&mut s);
+        // Rebuild derived indexes from the changed maps.
+        let s = Snapshot::build(
+            s.projects.values().map(|p| (**p).clone()).collect(),
+            s.environments.values().map(|e| (**e).clone()).collect(),
+            s.integrations.values().map(|i| (**i).clone()).collect(),
+        );
+        self.publish(s);
+    }
+
+    // ---- projects ----
+
+    pub async fn create_project(&self, p: Project) -> Result<Project, CatalogError> {
+        p.validate()?;
+        let _g = self.write_lock.lock().await;
+        self.meta.put(Bucket::Projects, &p.id, encode(&p), Expect::Absent).await.map_err(|e| match e {
+            StoreError::Conflict(_) => CatalogError::Conflict(format!("project {} already exists", p.id)),
+            e => e.into(),
+        })?;
+        let q = p.clone();
+        self.commit_change(|s| {
+            s.projects.insert(q.id.clone(), Arc::new(q));
+        })
+        .await;
+        Ok(p)
+    }
+
+    pub async fn update_project(&self, p: Project) -> Result<Project, CatalogError> {
+        p.validate()?;
+        let _g = self.write_lock.lock().await;
+        if !self.snapshot().projects.contains_key(&p.id) {
+            return Err(CatalogError::NotFound(format!("project {}", p.id)));
+        }
+        self.meta.put(Bucket::Projects, &p.id, encode(&p), Expect::Any).await?;
+        let q = p.clone();
+        self.commit_change(|s| {
+            s.projects.insert(q.id.clone(), Arc::new(q));
+        })
+        .await;
+        Ok(p)
+    }
+
+    pub async fn delete_project(&self, id: &str) -> Result<(), CatalogError> {
+        let _g = self.write_lock.lock().await;
+        let snap = self.snapshot();
+        if !snap.projects.contains_key(id) {
+            return Err(CatalogError::NotFound(format!("project {id}")));
+        }
+        if snap.environments.values().any(|e| e.project == id) || snap.integrations.values().any(|i| i.project == id) {
+            return Err(CatalogError::Conflict(format!(
+                "project {id} still has environments or integrations; delete them first"
+            )));
+        }
+        self.meta.delete(Bucket::Projects, id, Expect::Any).await?;
+        self.commit_change(|s| {
+            s.projects.remove(id);
+        })
+        .await;
+        Ok(())
+    }
+
+    // ---- environments ----
+
+    fn check_environment(snap: &Snapshot, e: &Environment) -> Result<(), CatalogError> {
+        e.validate()?;
+        if !snap.projects.contains_key(&e.project) {
+            return Err(ValidationError::new("project", format!("project {} does not exist", e.project)).into());
+        }
+        if let Some(existing) = snap.environments.get(&e.id)
+            && existing.project != e.project
+            && snap.integrations.values().any(|i| i.environments.contains(&e.id))
+        {
+            return Err(CatalogError::Conflict(format!(
+                "environment {} is used by integrations of project {}; it cannot move to another project",
+                e.id, existing.project
+            )));
+        }
+        for k in &e.sdk_keys {
+            if let Some(owner) = snap.environment_for_key(k)
+                && owner.id != e.id
+            {
+                return Err(CatalogError::Conflict("an SDK key is already used by another environment".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_environment(&self, e: Environment) -> Result<Environment, CatalogError> {
+        let _g = self.write_lock.lock().await;
+        let snap = self.snapshot();
+        if snap.environments.contains_key(&e.id) {
+            return Err(CatalogError::Conflict(format!("environment {} already exists", e.id)));
+        }
+        Self::check_environment(&snap, &e)?;
+        self.meta.put(Bucket::Environments, &e.id, encode(&e), Expect::Absent).await?;
+        let f = e.clone();
+        self.commit_change(|s| {
+            s.environments.insert(f.id.clone(), Arc::new(f));
+        })
+        .await;
+        Ok(e)
+    }
+
+    pub async fn update_environment(&self, e: Environment) -> Result<Environment, CatalogError> {
+        let _g = self.write_lock.lock().await;
+        let snap = self.snapshot();
+        if !snap.environments.contains_key(&e.id) {
+            return Err(CatalogError::NotFound(format!("environment {}", e.id)));
+        }
+        Self::check_environment(&snap, &e)?;
+        self.meta.put(Bucket::Environments, &e.id, encode(&e), Expect::Any).await?;
+        let f = e.clone();
+        self.commit_change(|s| {
+            s.environments.insert(f.id.clone(), Arc::new(f));
+        })
+        .await;
+        Ok(e)
+    }
+
+    pub async fn delete_environment(&self, id: &str) -> Result<(), CatalogError> {
+        let _g = self.write_lock.lock().await;
+        let snap = self.snapshot();
+        if !snap.environments.contains_key(id) {
+            return Err(CatalogError::NotFound(format!("environment {id}")));
+        }
+        if let Some(i) = snap.integrations.values().find(|i| i.environments.iter().any(|e| e == id)) {
+            return Err(CatalogError::Conflict(format!(
+                "environment {id} is used by integration {}; remove it there first",
+                i.id
+            )));
+        }
+        self.meta.delete(Bucket::Environments, id, Expect::Any).await?;
+        self.commit_change(|s| {
+            s.environments.remove(id);
+        })
+        .await;
+        Ok(())
+    }
+
+    // ---- integrations ----
+
+    fn check_integration(snap: &Snapshot, i: &Integration) -> Result<(), CatalogError> {
+        i.validate()?;
+        if !snap.projects.contains_key(&i.project) {
+            return Err(ValidationError::new("project", format!("project {} does not exist", i.project)).into());
+        }
+        for e in &i.environments {
+            match snap.environments.get(e) {
+                None => return Err(ValidationError::new("environments", format!("environment {e} does not exist")).into()),
+                Some(env) if env.project != i.project => {
+                    return Err(ValidationError::new(
+                        "environments",
+                        format!("environment {e} belongs to project {}, not {}", env.project, i.project),
+                    )
+                    .into());
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_integration(&self, i: Integration) -> Result<Integration, CatalogError> {
+        let _g = self.write_lock.lock().await;
+        let snap = self.snapshot();
+        if snap.integrations.contains_key(&i.id) {
+            return Err(CatalogError::Conflict(format!("integration {} already exists", i.id)));
+        }
+        Self::check_integration(&snap, &i)?;
+        self.meta.put(Bucket::Integrations, &i.id, encode(&i), Expect::Absent).await?;
+        let j = i.clone();
+        self.commit_change(|s| {
+            s.integrations.insert(j.id.clone(), Arc::new(j));
+        })
+        .await;
+        Ok(i)
+    }
+
+    pub async fn update_integration(&self, i: Integration) -> Result<Integration, CatalogError> {
+        let _g = self.write_lock.lock().await;
+        let snap = self.snapshot();
+        if !snap.integrations.contains_key(&i.id) {
+            return Err(CatalogError::NotFound(format!("integration {}", i.id)));
+        }
+        Self::check_integration(&snap, &i)?;
+        self.meta.put(Bucket::Integrations, &i.id, encode(&i), Expect::Any).await?;
+        let j = i.clone();
+        self.commit_change(|s| {
+            s.integrations.insert(j.id.clone(), Arc::new(j));
+        })
+        .await;
+        Ok(i)
+    }
+
+    pub async fn delete_integration(&self, id: &str) -> Result<(), CatalogError> {
+        let _g = self.write_lock.lock().await;
+        if !self.snapshot().integrations.contains_key(id) {
+            return Err(CatalogError::NotFound(format!("integration {id}")));
+        }
+        self.meta.delete(Bucket::Integrations, id, Expect::Any).await?;
+        self.commit_change(|s| {
+            s.integrations.remove(id);
+        })
+        .await;
+        Ok(())
+    }
+}
