@@ -1,0 +1,55 @@
+//! An integration's durable delivery position: one offset per environment, and the batch
+//! in flight (so that a batch keeps its `webhook-id` across retries, restarts and crashes).
+//! Stored as JSON in the `cursors` bucket under the integration id.
+
+use serde::{Deserialize, Serialize};
+use sluice_store::{Bucket, Expect, MetaStore, StoreError};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingBatch {
+    pub id: String,
+    pub env: String,
+    pub from: u64,
+    pub to: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CursorRecord {
+    /// Next offset to deliver, per environment.
+    pub offsets: BTreeMap<String, u64>,
+    pub pending: Option<PendingBatch>,
+    /// Impressions delivered (answered 200) over the integration's life.
+    pub delivered: u64,
+    /// Random per-integration-life nonce and a sequence: batch ids never repeat, even
+    /// for a deleted and re-created integration with the same id.
+    pub nonce: String,
+    pub seq: u64,
+}
+
+impl CursorRecord {
+    pub fn next_batch_id(&mut self) -> String {
+        self.seq += 1;
+        format!("msg_{}{:010}", self.nonce, self.seq)
+    }
+}
+
+pub fn new_nonce() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+pub async fn load(meta: &dyn MetaStore, integration: &str) -> Result<Option<CursorRecord>, StoreError> {
+    match meta.get(Bucket::Cursors, integration).await? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v.value)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("cursor of {integration}: {e}"))),
+    }
+}
+
+pub async fn save(meta: &dyn MetaStore, integration: &str, c: &CursorRecord) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(c).map_err(|e| StoreError::Meta(e.to_string()))?;
+    meta.put(Bucket::Cursors, integration, bytes, Expect::Any).await.map(|_| ())
+}

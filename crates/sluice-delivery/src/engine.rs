@@ -1,0 +1,432 @@
+//! The delivery engine: follows the configuration catalog and keeps exactly one worker
+//! task per enabled integration (restarting it when its configuration changes), and
+//! answers the admin API's questions about integrations (status, attempts, pause,
+//! resume, test sends).
+//!
+//! Shared, and bounded: the pool of permits that *degraded* integrations (latest attempt
+//! failed, or probing) must hold to send. Healthy integrations never touch it, so no
+//! number of failing destinations can delay a healthy one.
+
+use crate::attempts::AttemptRecord;
+use crate::cursor;
+use crate::encode::encode_batch;
+use crate::gaps::{Gap, list_gaps};
+use crate::health::Phase;
+use crate::http::{ClientOptions, Outcome, build_client, client_tls_config, send};
+use crate::request::{build_request, user_agent};
+use crate::shared::IntegrationShared;
+use crate::worker::{Worker, now_ms};
+use serde::Serialize;
+use sluice_core::address::AddressPolicy;
+use sluice_core::impression::{Context, ImpressionIn};
+use sluice_core::model::Integration;
+use sluice_core::record::encode_entry;
+use sluice_store::{Bucket, Catalog, Expect, ImpressionLog, MetaStore, StoreError, StoredEntry};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub policy: Arc<AddressPolicy>,
+    /// Requests that degraded (failing or probing) integrations may have in flight in
+    /// total.
+    pub degraded_concurrency: usize,
+    /// Response bytes read from a destination at most.
+    pub max_response_bytes: usize,
+    /// Wait before the single retry of a failed attempt.
+    pub retry_delay: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            policy: Arc::new(AddressPolicy::default()),
+            degraded_concurrency: 32,
+            max_response_bytes: 64 * 1024,
+            retry_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+pub(crate) struct EngineCtx {
+    pub log: Arc<dyn ImpressionLog>,
+    pub meta: Arc<dyn MetaStore>,
+    pub opts: EngineOptions,
+    pub degraded: Arc<Semaphore>,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+struct Running {
+    config: Arc<Integration>,
+    stop: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+pub struct DeliveryEngine {
+    ctx: Arc<EngineCtx>,
+    catalog: Arc<Catalog>,
+    running: tokio::sync::Mutex<HashMap<String, Running>>,
+    shared: Mutex<HashMap<String, Arc<IntegrationShared>>>,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseRecord {
+    pub paused_at: i64,
+    pub cooldown_ms: u64,
+    pub failure_rate_percent: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrationStatus {
+    pub id: String,
+    /// `active`, `paused`, `probing` or `disabled`.
+    pub state: &'static str,
+    pub manually_paused: bool,
+    pub lag_impressions: u64,
+    pub lag_seconds: f64,
+    pub delivered_impressions: u64,
+    pub failed_attempts: u64,
+    pub paused_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_success: Option<i64>,
+    pub error_rate_percent: u32,
+    pub pause_count: u32,
+    pub pause_history: Vec<PauseRecord>,
+    pub cursors: BTreeMap<String, u64>,
+    pub pending_batch: Option<cursor::PendingBatch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    pub delivered: bool,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub response: String,
+    pub batch_id: String,
+}
+
+fn manual_key(id: &str) -> String {
+    format!("paused/{id}")
+}
+
+impl DeliveryEngine {
+    pub fn new(catalog: Arc<Catalog>, log: Arc<dyn ImpressionLog>, opts: EngineOptions) -> Arc<DeliveryEngine> {
+        let meta = catalog.meta().clone();
+        let ctx = Arc::new(EngineCtx {
+            log,
+            meta,
+            degraded: Arc::new(Semaphore::new(opts.degraded_concurrency.max(1))),
+            opts,
+            tls: client_tls_config(),
+        });
+        Arc::new(DeliveryEngine {
+            ctx,
+            catalog,
+            running: tokio::sync::Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
+            stop: watch::Sender::new(false),
+        })
+    }
+
+    /// Starts following the catalog. Returns the supervisor task.
+    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut changes = me.catalog.subscribe();
+            let mut stop = me.stop.subscribe();
+            loop {
+                me.reconcile().await;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { break },
+                    _ = stop.changed() => break,
+                }
+            }
+            me.stop_all().await;
+        })
+    }
+
+    /// Stops every worker (in-flight requests are abandoned; their batches stay pinned and
+    /// are resent with the same id after restart).
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        self.stop_all().await;
+    }
+
+    async fn stop_all(&self) {
+        let mut running = self.running.lock().await;
+        for (_, r) in running.drain() {
+            r.stop.send_replace(true);
+            let _ = r.join.await;
+        }
+    }
+
+    fn shared_for(&self, integ: &Integration, manual: bool) -> Arc<IntegrationShared> {
+        let mut map = match self.shared.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let s = map
+            .entry(integ.id.clone())
+            .or_insert_with(|| Arc::new(IntegrationShared::new(integ.protection.clone(), manual)))
+            .clone();
+        s.with(|st| st.health.reconfigure(integ.protection.clone()));
+        s
+    }
+
+    fn get_shared(&self, id: &str) -> Option<Arc<IntegrationShared>> {
+        match self.shared.lock() {
+            Ok(m) => m.get(id).cloned(),
+            Err(p) => p.into_inner().get(id).cloned(),
+        }
+    }
+
+    async fn reconcile(&self) {
+        let snap = self.catalog.snapshot();
+        let mut running = self.running.lock().await;
+        // Stop workers whose integration is gone, disabled or changed.
+        let ids: Vec<String> = running.keys().cloned().collect();
+        for id in ids {
+            let keep = matches!(snap.integrations.get(&id), Some(i) if i.enabled && **i == *running[&id].config);
+            if !keep && let Some(r) = running.remove(&id) {
+                r.stop.send_replace(true);
+                let _ = r.join.await;
+            }
+        }
+        // Forget state of deleted integrations.
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.retain(|id, _| snap.integrations.contains_key(id));
+        }
+        for (id, integ) in &snap.integrations {
+            if !integ.enabled || running.contains_key(id) {
+                continue;
+            }
+            let manual = match self.ctx.meta.get(Bucket::State, &manual_key(id)).await {
+                Ok(v) => v.is_some(),
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "cannot read pause state");
+                    false
+                }
+            };
+            let shared = self.shared_for(integ, manual);
+            let client = match build_client(&self.client_options(integ), self.ctx.tls.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "cannot build HTTP client");
+                    continue;
+                }
+            };
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let worker = Worker::new(integ.clone(), self.ctx.clone(), shared, client, stop_rx);
+            let join = tokio::spawn(worker.run());
+            running.insert(id.clone(), Running { config: integ.clone(), stop: stop_tx, join });
+        }
+    }
+
+    fn client_options(&self, integ: &Integration) -> ClientOptions {
+        ClientOptions {
+            policy: self.ctx.opts.policy.clone(),
+            connect_timeout: Duration::from_millis(integ.protection.connect_timeout_ms),
+            request_timeout: Duration::from_millis(integ.protection.request_timeout_ms),
+            user_agent: user_agent(),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_host: 2,
+        }
+    }
+
+    /// Gives a new integration (or one that gained environments) a position at the current
+    /// end of each environment's log, so it receives impressions from this moment on.
+    /// Call before the integration is stored.
+    pub async fn prepare_cursor(&self, integ: &Integration) -> Result<(), StoreError> {
+        let meta = self.ctx.meta.as_ref();
+        let mut c = cursor::load(meta, &integ.id).await?.unwrap_or_default();
+        if c.nonce.is_empty() {
+            c.nonce = cursor::new_nonce();
+        }
+        let mut changed = false;
+        for env in &integ.environments {
+            if !c.offsets.contains_key(env) {
+                c.offsets.insert(env.clone(), self.ctx.log.bounds(env).await?.next);
+                changed = true;
+            }
+        }
+        if changed || c.seq == 0 {
+            cursor::save(meta, &integ.id, &c).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a deleted integration's cursor and pause state.
+    pub async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        self.ctx.meta.delete(Bucket::Cursors, id, Expect::Any).await?;
+        self.ctx.meta.delete(Bucket::State, &manual_key(id), Expect::Any).await
+    }
+
+    pub async fn status(&self, integ: &Integration) -> Result<IntegrationStatus, StoreError> {
+        let c = cursor::load(self.ctx.meta.as_ref(), &integ.id).await?.unwrap_or_default();
+        let mut lag = 0u64;
+        let mut oldest: Option<i64> = None;
+        for env in &integ.environments {
+            let b = self.ctx.log.bounds(env).await?;
+            let from = c.offsets.get(env).copied().unwrap_or(b.next).max(b.first);
+            let from = match &c.pending {
+                Some(p) if &p.env == env => p.from.max(b.first),
+                _ => from,
+            };
+            if b.next > from {
+                lag += b.next - from;
+                let e: Vec<StoredEntry> = self.ctx.log.read(env, from, 1).await?;
+                if let Some(first) = e.first() {
+                    oldest = Some(oldest.map_or(first.ingest_ms, |o| o.min(first.ingest_ms)));
+                }
+            }
+        }
+        let now = now_ms();
+        let lag_seconds = oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
+        let shared = self.get_shared(&integ.id);
+        let manual = shared.as_ref().map(|s| *s.manual_pause.borrow()).unwrap_or(false);
+        let (phase, delivered, failed, last_error, last_success, rate, pauses, history) = match &shared {
+            Some(s) => s.with(|st| {
+                (
+                    st.health.phase(),
+                    st.delivered.max(c.delivered),
+                    st.failed_attempts,
+                    st.last_error.clone(),
+                    st.last_success_ms,
+                    st.health.failure_rate_percent(),
+                    st.health.pause_count(),
+                    st.health
+                        .pause_history()
+                        .map(|p| PauseRecord {
+                            paused_at: p.paused_at_unix_ms,
+                            cooldown_ms: p.cooldown.as_millis() as u64,
+                            failure_rate_percent: p.failure_rate_percent,
+                            reason: p.reason.clone(),
+                        })
+                        .collect(),
+                )
+            }),
+            None => (Phase::Active, c.delivered, 0, None, None, 0, 0, Vec::new()),
+        };
+        let (state, paused_until) = if !integ.enabled {
+            ("disabled", None)
+        } else if manual {
+            ("paused", None)
+        } else {
+            match phase {
+                Phase::Active => ("active", None),
+                Phase::Probing => ("probing", None),
+                Phase::Paused { until } => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    ("paused", Some(now + left.as_millis() as i64))
+                }
+            }
+        };
+        Ok(IntegrationStatus {
+            id: integ.id.clone(),
+            state,
+            manually_paused: manual,
+            lag_impressions: lag,
+            lag_seconds,
+            delivered_impressions: delivered,
+            failed_attempts: failed,
+            paused_until,
+            last_error,
+            last_success,
+            error_rate_percent: rate,
+            pause_count: pauses,
+            pause_history: history,
+            cursors: c.offsets,
+            pending_batch: c.pending,
+        })
+    }
+
+    pub fn attempts(&self, id: &str) -> Vec<AttemptRecord> {
+        self.get_shared(id).map(|s| s.with(|st| st.attempts.recent())).unwrap_or_default()
+    }
+
+    pub async fn gaps(&self, id: &str) -> Result<Vec<Gap>, StoreError> {
+        list_gaps(self.ctx.meta.as_ref(), id).await
+    }
+
+    /// Operator pause: persisted, so it survives restarts.
+    pub async fn pause(&self, integ: &Integration) -> Result<(), StoreError> {
+        self.ctx.meta.put(Bucket::State, &manual_key(&integ.id), b"1".to_vec(), Expect::Any).await?;
+        self.shared_for(integ, true).manual_pause.send_replace(true);
+        Ok(())
+    }
+
+    /// Operator resume: also clears an automatic pause (the operator says it is fixed).
+    pub async fn resume(&self, integ: &Integration) -> Result<(), StoreError> {
+        self.ctx.meta.delete(Bucket::State, &manual_key(&integ.id), Expect::Any).await?;
+        let s = self.shared_for(integ, false);
+        s.with(|st| st.health.reset());
+        s.manual_pause.send_replace(false);
+        Ok(())
+    }
+
+    /// Sends one sample batch (a single synthetic impression) to the integration's URL, as
+    /// a live batch would be sent, and reports the answer. Nothing is recorded as
+    /// delivered.
+    pub async fn test_send(&self, integ: &Integration) -> TestResult {
+        let env = integ.environments.first().cloned().unwrap_or_default();
+        let env_name = self.catalog.snapshot().environments.get(&env).map(|e| e.name.clone()).unwrap_or_default();
+        let imp = ImpressionIn {
+            key: "sluice-test-key".into(),
+            split: "sluice_test_flag".into(),
+            treatment: "on".into(),
+            time: now_ms(),
+            bucketing_key: None,
+            label: Some("sluice test".into()),
+            change_number: 0,
+            properties: None,
+        };
+        let ctx = [Context {
+            environment_name: env_name.into(),
+            sdk: "sluice".into(),
+            sdk_version: env!("CARGO_PKG_VERSION").into(),
+            machine_name: None,
+            machine_ip: None,
+        }];
+        let e = encode_entry(&ctx, std::iter::once((0usize, &imp)));
+        let entry = StoredEntry { base_offset: 0, count: 1, ingest_ms: now_ms(), min_time: imp.time, max_time: imp.time, payload: e.payload.into() };
+        let body = encode_batch(&env, &[entry], 0, 1, integ.effective_format(), integ.effective_gzip());
+        let batch_id = format!("msg_test{:016x}", rand::random::<u64>());
+        let req = build_request(integ, &batch_id, &body, now_ms() / 1000);
+        let outcome: Outcome = match build_client(&self.client_options(integ), self.ctx.tls.clone()) {
+            Ok(client) => send(&client, &self.ctx.opts.policy, &req, self.ctx.opts.max_response_bytes).await,
+            Err(e) => {
+                return TestResult {
+                    delivered: false,
+                    status: None,
+                    error: Some(e.to_string()),
+                    duration_ms: 0,
+                    response: String::new(),
+                    batch_id,
+                };
+            }
+        };
+        TestResult {
+            delivered: outcome.is_delivered(),
+            status: outcome.status,
+            error: outcome.error.clone(),
+            duration_ms: outcome.duration.as_millis() as u64,
+            response: outcome.response_snippet.clone(),
+            batch_id,
+        }
+    }
+
+    /// Addresses the policy allows (for configuration-time URL checks).
+    pub fn policy(&self) -> &AddressPolicy {
+        &self.ctx.opts.policy
+    }
+}

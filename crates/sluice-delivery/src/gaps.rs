@@ -1,0 +1,43 @@
+//! Gaps: backlog an integration skipped (older than its `maxBacklogAgeMs`, or removed by
+//! retention before delivery). Each is recorded durably so it can be listed, exported
+//! and replayed. Stored in the `gaps` bucket under `{integration}/{recorded_at}-{from}`.
+
+use serde::{Deserialize, Serialize};
+use sluice_store::{Bucket, Expect, MetaStore, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Gap {
+    pub id: String,
+    pub integration_id: String,
+    pub environment_id: String,
+    /// Log offsets skipped: `[fromOffset, toOffset)`.
+    pub from_offset: u64,
+    pub to_offset: u64,
+    /// Ingest-time window skipped (ms since epoch), when known.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub impressions: u64,
+    /// `maxBacklogAge` or `retention`.
+    pub reason: String,
+    pub recorded_at: i64,
+    /// The replay job that closed this gap, if any.
+    pub closed_by: Option<String>,
+}
+
+pub async fn record_gap(meta: &dyn MetaStore, mut gap: Gap) -> Result<Gap, StoreError> {
+    gap.id = format!("{}-{:020}-{}", gap.recorded_at, gap.from_offset, gap.environment_id);
+    let key = format!("{}/{}", gap.integration_id, gap.id);
+    let bytes = serde_json::to_vec(&gap).map_err(|e| StoreError::Meta(e.to_string()))?;
+    meta.put(Bucket::Gaps, &key, bytes, Expect::Any).await?;
+    Ok(gap)
+}
+
+pub async fn list_gaps(meta: &dyn MetaStore, integration: &str) -> Result<Vec<Gap>, StoreError> {
+    let prefix = format!("{integration}/");
+    meta.list(Bucket::Gaps, &prefix)
+        .await?
+        .into_iter()
+        .map(|(k, v)| serde_json::from_slice(&v.value).map_err(|e| StoreError::Corrupt(format!("gap {k}: {e}"))))
+        .collect()
+}

@@ -1,0 +1,435 @@
+//! One integration's delivery task. Every integration has its own: its own cursor, its
+//! own HTTP client and connection pool, at most one request in flight, its own timers.
+//! Nothing here waits on another integration; the only shared thing it may wait for is a
+//! permit of the bounded pool for *degraded* integrations (so failing destinations
+//! together hold at most that many sockets), which healthy integrations never touch.
+//!
+//! Loop: wait for data (a full batch, or the flush interval) → pin the batch (persist its
+//! id and offset range) → send → on 200 advance the cursor; on failure wait 300 ms and
+//! retry once, then keep the batch first in line. Protection (pause, probe) is decided
+//! by [`crate::health::Health`].
+
+use crate::attempts::AttemptRecord;
+use crate::cursor::{self, CursorRecord, PendingBatch};
+use crate::encode::{EncodedBody, encode_batch};
+use crate::engine::EngineCtx;
+use crate::gaps::{Gap, record_gap};
+use crate::health::Phase;
+use crate::http::{Outcome, send};
+use crate::request::build_request;
+use crate::shared::IntegrationShared;
+use sluice_core::model::Integration;
+use sluice_store::StoreError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, sleep_until};
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn jitter() -> f64 {
+    rand::random::<f64>() * 2.0 - 1.0
+}
+
+/// A batch ready to send.
+struct Batch {
+    pending: PendingBatch,
+    body: EncodedBody,
+}
+
+pub(crate) struct Worker {
+    integ: Arc<Integration>,
+    ctx: Arc<EngineCtx>,
+    shared: Arc<IntegrationShared>,
+    client: reqwest::Client,
+    cursor: CursorRecord,
+    cached: Option<Batch>,
+    stop: watch::Receiver<bool>,
+    rr: usize,
+    last_send: Option<Instant>,
+    not_before: Option<Instant>,
+}
+
+enum Wake {
+    Stop,
+    Go,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        integ: Arc<Integration>,
+        ctx: Arc<EngineCtx>,
+        shared: Arc<IntegrationShared>,
+        client: reqwest::Client,
+        stop: watch::Receiver<bool>,
+    ) -> Worker {
+        Worker {
+            integ,
+            ctx,
+            shared,
+            client,
+            cursor: CursorRecord::default(),
+            cached: None,
+            stop,
+            rr: 0,
+            last_send: None,
+            not_before: None,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps until `deadline` (or forever), returning early on stop or a manual-pause
+    /// change.
+    async fn wait(&mut self, deadline: Option<Instant>) -> Wake {
+        let mut manual = self.shared.manual_pause.subscribe();
+        let sleeper = async {
+            match deadline {
+                Some(d) => sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.stop.changed() => Wake::Stop,
+            _ = manual.changed() => Wake::Go,
+            _ = sleeper => Wake::Go,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        // Load (or create) the cursor; retry while the store is unavailable.
+        loop {
+            match self.load_cursor().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(integration = %self.integ.id, error = %e, "cannot load cursor; retrying");
+                    if let Wake::Stop = self.wait(Some(Instant::now() + Duration::from_secs(1))).await {
+                        return;
+                    }
+                }
+            }
+        }
+        let mut env_watches: Vec<watch::Receiver<u64>> =
+            self.integ.environments.iter().map(|e| self.ctx.log.subscribe(e)).collect();
+        loop {
+            if self.stopped() {
+                return;
+            }
+            if *self.shared.manual_pause.borrow() {
+                self.cached = None;
+                if let Wake::Stop = self.wait(None).await {
+                    return;
+                }
+                continue;
+            }
+            let phase = self.shared.with(|s| s.health.tick(Instant::now()));
+            if let Phase::Paused { until } = phase {
+                // Free the body while paused; the pinned batch is rebuilt for the probe.
+                self.cached = None;
+                if let Wake::Stop = self.wait(Some(until)).await {
+                    return;
+                }
+                continue;
+            }
+            if let Some(nb) = self.not_before
+                && Instant::now() < nb
+            {
+                if let Wake::Stop = self.wait(Some(nb)).await {
+                    return;
+                }
+                continue;
+            }
+            let batch = match self.next_batch().await {
+                Ok(Ok(b)) => b,
+                Ok(Err(deadline)) => {
+                    // Nothing ready: wait for new data, the flush deadline, or stop.
+                    for w in env_watches.iter_mut() {
+                        w.borrow_and_update();
+                    }
+                    let data = async {
+                        if env_watches.is_empty() {
+                            std::future::pending::<()>().await;
+                        }
+                        let futs = env_watches.iter_mut().map(|w| Box::pin(w.changed()));
+                        let _ = futures_util::future::select_all(futs).await;
+                    };
+                    tokio::select! {
+                        _ = data => {}
+                        w = self.wait(deadline) => if let Wake::Stop = w { return },
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(integration = %self.integ.id, error = %e, "cannot prepare batch; retrying in 1s");
+                    if let Wake::Stop = self.wait(Some(Instant::now() + Duration::from_secs(1))).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let probing = phase == Phase::Probing;
+            let mut stop = self.stop.clone();
+            let delivered = tokio::select! {
+                ok = self.deliver(&batch, probing) => ok,
+                _ = stop.changed() => return,
+            };
+            self.last_send = Some(Instant::now());
+            if delivered {
+                if let Err(e) = self.commit(&batch).await {
+                    // The batch was delivered but the cursor could not be saved: it will be
+                    // redelivered with the same id (at least once; receivers dedupe).
+                    tracing::error!(integration = %self.integ.id, error = %e, "cannot save cursor");
+                    self.cached = Some(batch);
+                    if let Wake::Stop = self.wait(Some(Instant::now() + Duration::from_secs(1))).await {
+                        return;
+                    }
+                }
+            } else {
+                // Keep the batch first in line; next attempt after the flush interval (or
+                // a later Retry-After).
+                let next = Instant::now() + Duration::from_millis(self.integ.flush_interval_ms);
+                self.not_before = Some(self.not_before.map_or(next, |nb| nb.max(next)));
+                self.cached = Some(batch);
+            }
+        }
+    }
+
+    async fn load_cursor(&mut self) -> Result<(), StoreError> {
+        let meta = self.ctx.meta.as_ref();
+        let mut c = cursor::load(meta, &self.integ.id).await?.unwrap_or_default();
+        let mut changed = false;
+        if c.nonce.is_empty() {
+            c.nonce = cursor::new_nonce();
+            changed = true;
+        }
+        for env in &self.integ.environments {
+            if !c.offsets.contains_key(env) {
+                // An environment this integration did not have a position in: it receives
+                // impressions from now on.
+                let b = self.ctx.log.bounds(env).await?;
+                c.offsets.insert(env.clone(), b.next);
+                changed = true;
+            }
+        }
+        // A pending batch of an environment the integration no longer lists is dropped.
+        if let Some(p) = &c.pending
+            && !self.integ.environments.contains(&p.env)
+        {
+            c.pending = None;
+            changed = true;
+        }
+        if changed {
+            cursor::save(meta, &self.integ.id, &c).await?;
+        }
+        self.shared.with(|s| s.delivered = s.delivered.max(c.delivered));
+        self.cursor = c;
+        Ok(())
+    }
+
+    /// The batch to send now, or the instant the next one may become ready (`None`: only
+    /// new data can make one ready).
+    async fn next_batch(&mut self) -> Result<Result<Batch, Option<Instant>>, StoreError> {
+        if let Some(p) = self.cursor.pending.clone() {
+            if let Some(b) = self.cached.take()
+                && b.pending == p
+            {
+                return Ok(Ok(b));
+            }
+            let entries = self.ctx.log.read(&p.env, p.from, (p.to - p.from) as usize).await?;
+            let body = self.encode(&p.env, entries, p.from, p.to).await;
+            return Ok(Ok(Batch { pending: p, body }));
+        }
+        let now = Instant::now();
+        let flush = Duration::from_millis(self.integ.flush_interval_ms);
+        let max = u64::from(self.integ.max_batch_impressions);
+        let n = self.integ.environments.len();
+        let mut deadline: Option<Instant> = None;
+        for i in 0..n {
+            let env = self.integ.environments[(self.rr + i) % n].clone();
+            let bounds = self.ctx.log.bounds(&env).await?;
+            let mut from = self.cursor.offsets.get(&env).copied().unwrap_or(bounds.next);
+            if from < bounds.first {
+                // Retention removed impressions this integration had not delivered.
+                self.skip(&env, from, bounds.first, None, "retention").await?;
+                from = bounds.first;
+            }
+            let available = bounds.next.saturating_sub(from);
+            if available == 0 {
+                continue;
+            }
+            let due = self.last_send.map_or(now, |t| t + flush);
+            if available < max && now < due {
+                deadline = Some(deadline.map_or(due, |d: Instant| d.min(due)));
+                continue;
+            }
+            let entries = self.ctx.log.read(&env, from, max as usize).await?;
+            let Some(first) = entries.iter().find(|e| e.end_offset() > from) else { continue };
+            let cutoff = crate::worker::now_ms() - self.integ.max_backlog_age_ms as i64;
+            if first.ingest_ms < cutoff {
+                let to = self.ctx.log.offset_at_ingest_time(&env, cutoff).await?.max(from);
+                let first_ms = first.ingest_ms;
+                self.skip(&env, from, to, Some((first_ms, cutoff)), "maxBacklogAge").await?;
+                return Ok(Err(Some(Instant::now())));
+            }
+            let end = entries.last().map_or(from, |e| e.end_offset()).min(bounds.next);
+            let to = end.min(from + max);
+            if to <= from {
+                continue;
+            }
+            let pending = PendingBatch { id: self.cursor.next_batch_id(), env: env.clone(), from, to };
+            self.cursor.pending = Some(pending.clone());
+            cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
+            self.rr = (self.rr + i + 1) % n;
+            let body = self.encode(&env, entries, from, to).await;
+            return Ok(Ok(Batch { pending, body }));
+        }
+        Ok(Err(deadline))
+    }
+
+    async fn encode(&self, env: &str, entries: Vec<sluice_store::StoredEntry>, from: u64, to: u64) -> EncodedBody {
+        let env_id = env.to_owned();
+        let format = self.integ.effective_format();
+        let gzip = self.integ.effective_gzip();
+        let job = move || encode_batch(&env_id, &entries, from, to, format, gzip);
+        match tokio::task::spawn_blocking(job).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "encoding task failed");
+                EncodedBody { raw: Default::default(), wire: Default::default(), gzip: false, count: 0 }
+            }
+        }
+    }
+
+    /// Skips `[from, to)` of `env` (recording a gap) and moves the cursor past it.
+    async fn skip(&mut self, env: &str, from: u64, to: u64, window: Option<(i64, i64)>, reason: &str) -> Result<(), StoreError> {
+        if to <= from {
+            return Ok(());
+        }
+        let gap = Gap {
+            id: String::new(),
+            integration_id: self.integ.id.clone(),
+            environment_id: env.to_owned(),
+            from_offset: from,
+            to_offset: to,
+            from: window.map(|w| w.0),
+            to: window.map(|w| w.1),
+            impressions: to - from,
+            reason: reason.to_owned(),
+            recorded_at: now_ms(),
+            closed_by: None,
+        };
+        record_gap(self.ctx.meta.as_ref(), gap).await?;
+        tracing::warn!(integration = %self.integ.id, env, from, to, reason, "skipped backlog recorded as a gap");
+        self.cursor.offsets.insert(env.to_owned(), to);
+        cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
+        metrics::counter!("sluice_gap_impressions_total", "integration" => self.integ.id.clone()).increment(to - from);
+        Ok(())
+    }
+
+    async fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let p = &batch.pending;
+        self.cursor.offsets.insert(p.env.clone(), p.to);
+        self.cursor.pending = None;
+        self.cursor.delivered += u64::from(batch.body.count);
+        cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await
+    }
+
+    /// One attempt, recorded in the attempts log and metrics.
+    async fn attempt(&self, batch: &Batch, kind: &'static str) -> Outcome {
+        let started_ms = now_ms();
+        let req = build_request(&self.integ, &batch.pending.id, &batch.body, started_ms / 1000);
+        let outcome = send(&self.client, &self.ctx.opts.policy, &req, self.ctx.opts.max_response_bytes).await;
+        let ok = outcome.is_delivered();
+        let error = if ok {
+            None
+        } else {
+            Some(outcome.error.clone().unwrap_or_else(|| match outcome.status {
+                Some(s) => format!("HTTP {s}"),
+                None => "failed".into(),
+            }))
+        };
+        let record = AttemptRecord {
+            time: started_ms,
+            batch_id: batch.pending.id.clone(),
+            environment_id: batch.pending.env.clone(),
+            impressions: batch.body.count,
+            bytes: batch.body.wire.len(),
+            status: outcome.status,
+            error: error.clone(),
+            duration_ms: outcome.duration.as_millis() as u64,
+            kind,
+        };
+        self.shared.with(|s| {
+            s.attempts.push(record);
+            if ok {
+                s.delivered += u64::from(batch.body.count);
+                s.last_success_ms = Some(now_ms());
+            } else {
+                s.failed_attempts += 1;
+                s.last_error = error;
+            }
+        });
+        let id = self.integ.id.clone();
+        metrics::counter!("sluice_delivery_attempts_total", "integration" => id.clone(), "result" => if ok { "ok" } else { "error" })
+            .increment(1);
+        if ok {
+            metrics::counter!("sluice_delivered_impressions_total", "integration" => id).increment(u64::from(batch.body.count));
+        }
+        outcome
+    }
+
+    /// Sends a batch: one attempt, then (not for probes) one retry after 300 ms or the
+    /// destination's Retry-After. Feeds every outcome to the health window.
+    async fn deliver(&mut self, batch: &Batch, probing: bool) -> bool {
+        let degraded = probing || self.shared.with(|s| s.health.degraded());
+        // Degraded integrations share a bounded pool; healthy ones never wait on it.
+        let _permit = if degraded { self.ctx.degraded.clone().acquire_owned().await.ok() } else { None };
+        let first = self.attempt(batch, if probing { "probe" } else { "live" }).await;
+        let ok = first.is_delivered();
+        if probing {
+            self.shared.with(|s| s.health.record_probe(ok, Instant::now(), now_ms(), jitter()));
+            self.note_retry_after(&first);
+            return ok;
+        }
+        let paused = self.shared.with(|s| s.health.record(ok, Instant::now(), now_ms(), jitter()));
+        if ok {
+            return true;
+        }
+        if paused {
+            self.note_retry_after(&first);
+            return false;
+        }
+        let delay = self.retry_after_capped(&first).unwrap_or(self.ctx.opts.retry_delay);
+        sleep(delay).await;
+        let second = self.attempt(batch, "retry").await;
+        let ok = second.is_delivered();
+        self.shared.with(|s| s.health.record(ok, Instant::now(), now_ms(), jitter()));
+        if !ok {
+            self.note_retry_after(&second);
+        }
+        ok
+    }
+
+    fn retry_after_capped(&self, o: &Outcome) -> Option<Duration> {
+        match o.status {
+            Some(429) | Some(503) => o
+                .retry_after
+                .map(|d| d.min(Duration::from_millis(self.integ.protection.max_cooldown_ms))),
+            _ => None,
+        }
+    }
+
+    fn note_retry_after(&mut self, o: &Outcome) {
+        if let Some(d) = self.retry_after_capped(o) {
+            let nb = Instant::now() + d;
+            self.not_before = Some(self.not_before.map_or(nb, |x| x.max(nb)));
+        }
+    }
+}
