@@ -1,14 +1,60 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! sluice's HTTP API: ingest (SDK wire protocol and native), admin, and operational
+//! routes. Handlers parse, authenticate and validate, then call the store or the delivery
+//! engine; they never deliver anything themselves, and ingest never waits on delivery.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod ingest;
+pub mod ops;
+pub mod rate;
+pub mod state;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+pub use state::{ApiConfig, AppState, Inner};
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    use admin::{environments as env, integrations as int, projects as prj};
+    let admin = Router::new()
+        .route("/v1/projects", get(prj::list).post(prj::create))
+        .route("/v1/projects/{id}", get(prj::get).put(prj::update).delete(prj::delete))
+        .route("/v1/environments", get(env::list).post(env::create))
+        .route("/v1/environments/{id}", get(env::get).put(env::update).delete(env::delete))
+        .route("/v1/integrations", get(int::list).post(int::create))
+        .route("/v1/integrations/{id}", get(int::get).put(int::update).delete(int::delete))
+        .route("/v1/integrations/{id}/status", get(int::status))
+        .route("/v1/integrations/{id}/attempts", get(int::attempts))
+        .route("/v1/integrations/{id}/gaps", get(int::gaps))
+        .route("/v1/integrations/{id}/pause", post(int::pause))
+        .route("/v1/integrations/{id}/resume", post(int::resume))
+        .route("/v1/integrations/{id}/test", post(int::test))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    let ingest = Router::new()
+        .route("/api/testImpressions/bulk", post(ingest::split_bulk))
+        .route("/api/testImpressions/count", post(ingest::split_count))
+        .route("/api/events/bulk", post(ingest::split_accept))
+        .route("/api/v1/keys/ss", post(ingest::split_accept))
+        .route("/api/v1/keys/cs", post(ingest::split_accept))
+        .route("/api/v1/metrics/config", post(ingest::split_accept))
+        .route("/api/v1/metrics/usage", post(ingest::split_accept))
+        .route("/v1/impressions", post(ingest::native));
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/", get(ops::dashboard));
+    Router::new()
+        .merge(admin)
+        .merge(ingest)
+        .merge(ops)
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        // Bodies are read by `body::read_body` with its own limits and JSON errors.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
 }

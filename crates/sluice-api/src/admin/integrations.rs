@@ -1,0 +1,139 @@
+//! `/v1/integrations` and the per-integration operations (status, attempts, pause,
+//! resume, gaps, test).
+
+use crate::admin::new_id;
+use crate::body::{json, read_body};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json as j};
+use sluice_core::address::AddressPolicy;
+use sluice_core::model::{Integration, REDACTED};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn find(s: &AppState, id: &str) -> Result<Arc<Integration>, ApiError> {
+    s.catalog.snapshot().integrations.get(id).cloned().ok_or_else(|| ApiError::not_found(format!("integration {id} not found")))
+}
+
+/// Configuration-time destination check (SPEC §6): scheme, IP literals, and every
+/// address the host resolves to now. (Connect time checks again, after DNS.)
+async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), ApiError> {
+    let invalid = |d: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("url: {d}"));
+    let host = policy.check_url(url).map_err(|e| invalid(e.to_string()))?;
+    if let Some(host) = host
+        && !policy.allow_private
+    {
+        let port = url::Url::parse(url).ok().and_then(|u| u.port_or_known_default()).unwrap_or(443);
+        // A name that does not resolve now is accepted (it may later); connect time still
+        // refuses any non-public address it resolves to.
+        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host((host.as_str(), port))).await {
+            for a in addrs {
+                policy.check(a.ip()).map_err(|e| invalid(format!("{host} resolves to {}: {e}", a.ip())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse(headers: &HeaderMap, bytes: &[u8], id: Option<String>) -> Result<Integration, ApiError> {
+    let mut v: Value = json(headers, bytes)?;
+    let obj = v.as_object_mut().ok_or_else(|| ApiError::bad_request("body must be a JSON object"))?;
+    match (id, obj.get("id")) {
+        (Some(path), Some(Value::String(body))) if *body != path => {
+            return Err(ApiError::bad_request("id in the body differs from the id in the path"));
+        }
+        (Some(path), _) => {
+            obj.insert("id".into(), Value::String(path));
+        }
+        (None, None) => {
+            obj.insert("id".into(), Value::String(new_id("int")));
+        }
+        (None, Some(_)) => {}
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid integration: {e}")))
+}
+
+pub async fn list(State(s): State<AppState>) -> Json<Vec<Integration>> {
+    Json(s.catalog.snapshot().integrations.values().map(|i| i.redacted()).collect())
+}
+
+pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Integration>, ApiError> {
+    Ok(Json(find(&s, &id)?.redacted()))
+}
+
+pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Integration>), ApiError> {
+    let bytes = read_body(&headers, body, s.config.limits).await?;
+    let integ = parse(&headers, &bytes, None)?;
+    if integ.secret.as_deref() == Some(REDACTED) {
+        return Err(ApiError::bad_request("secret: choose a real secret"));
+    }
+    integ.validate().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    check_destination(s.engine.policy(), &integ.url).await?;
+    if s.catalog.snapshot().integrations.contains_key(&integ.id) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("integration {} already exists", integ.id)));
+    }
+    // Position first, so it receives every impression from the moment it exists.
+    s.engine.prepare_cursor(&integ).await?;
+    let created = s.catalog.create_integration(integ).await?;
+    Ok((StatusCode::CREATED, Json(created.redacted())))
+}
+
+pub async fn update(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<Integration>, ApiError> {
+    let bytes = read_body(&headers, body, s.config.limits).await?;
+    let existing = find(&s, &id)?;
+    let mut integ = parse(&headers, &bytes, Some(id))?;
+    // The redacted placeholder (as GET shows it) keeps the stored secret; so does omitting
+    // it. `"secret": null` removes it.
+    let raw: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    match raw.get("secret") {
+        None => integ.secret = existing.secret.clone(),
+        Some(Value::String(s)) if s == REDACTED => integ.secret = existing.secret.clone(),
+        _ => {}
+    }
+    integ.validate().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    check_destination(s.engine.policy(), &integ.url).await?;
+    s.engine.prepare_cursor(&integ).await?;
+    Ok(Json(s.catalog.update_integration(integ).await?.redacted()))
+}
+
+pub async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    s.catalog.delete_integration(&id).await?;
+    s.engine.forget(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let integ = find(&s, &id)?;
+    Ok(Json(serde_json::to_value(s.engine.status(&integ).await?).unwrap_or_default()))
+}
+
+pub async fn attempts(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    find(&s, &id)?;
+    Ok(Json(j!({ "attempts": s.engine.attempts(&id) })))
+}
+
+pub async fn gaps(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    find(&s, &id)?;
+    Ok(Json(j!({ "gaps": s.engine.gaps(&id).await? })))
+}
+
+pub async fn pause(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let integ = find(&s, &id)?;
+    s.engine.pause(&integ).await?;
+    status(State(s), Path(id)).await
+}
+
+pub async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let integ = find(&s, &id)?;
+    s.engine.resume(&integ).await?;
+    status(State(s), Path(id)).await
+}
+
+pub async fn test(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let integ = find(&s, &id)?;
+    Ok(Json(serde_json::to_value(s.engine.test_send(&integ).await).unwrap_or_default()))
+}

@@ -1,0 +1,50 @@
+//! Authentication: the admin bearer token, and SDK keys → environment.
+//! Secrets are compared in constant time (admin token) or looked up by digest (SDK
+//! keys), and never logged.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use sluice_core::model::Environment;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Middleware for admin routes.
+pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(token) = bearer(req.headers()) else {
+        return Err(ApiError::unauthorized("admin routes need Authorization: Bearer <admin token>"));
+    };
+    let ok: bool = token_digest(token).ct_eq(&state.config.admin_token_digest).into();
+    if !ok {
+        return Err(ApiError::unauthorized("admin token is not valid"));
+    }
+    Ok(next.run(req).await)
+}
+
+/// The environment of the request's SDK key.
+pub fn sdk_environment(state: &AppState, headers: &HeaderMap) -> Result<Arc<Environment>, ApiError> {
+    let Some(key) = bearer(headers) else {
+        return Err(ApiError::unauthorized("missing Authorization: Bearer <sdk key>"));
+    };
+    state
+        .catalog
+        .snapshot()
+        .environment_for_key(key)
+        .cloned()
+        .ok_or_else(|| ApiError::unauthorized("unknown SDK key"))
+}

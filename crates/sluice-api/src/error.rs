@@ -1,0 +1,91 @@
+//! Every HTTP error is a JSON body `{"error": "...", "detail": "..."}` with the right
+//! status (SPEC §2).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sluice_core::DecodeError;
+use sluice_store::StoreError;
+use sluice_store::catalog::CatalogError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub detail: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError { status, error, detail: detail.into(), retry_after: None }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad request", detail)
+    }
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not found", detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+    pub fn too_large(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", detail)
+    }
+    pub fn unsupported_type(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported media type", detail)
+    }
+    pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable", detail) }
+    }
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limited", detail) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(json!({ "error": self.error, "detail": self.detail }))).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::TooMany { .. } => ApiError::too_large(e.to_string()),
+            _ => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) | StoreError::Io(_) => {
+                tracing::warn!(error = %e, "storage cannot accept writes");
+                ApiError::unavailable(e.to_string(), 5)
+            }
+            StoreError::NotFound(d) => ApiError::not_found(d),
+            StoreError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
+            other => {
+                tracing::error!(error = %other, "storage error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", other.to_string())
+            }
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound(d) => ApiError::not_found(format!("{d} not found")),
+            CatalogError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
+            CatalogError::Invalid(v) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", v.to_string()),
+            CatalogError::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! What every handler shares.
+
+use crate::body::BodyLimits;
+use crate::rate::RateLimiter;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_delivery::DeliveryEngine;
+use sluice_store::{Catalog, ImpressionLog};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+pub struct ApiConfig {
+    /// SHA-256 of the admin token (compared in constant time).
+    pub admin_token_digest: [u8; 32],
+    pub limits: BodyLimits,
+    /// Impressions per second accepted per environment (None: unlimited).
+    pub ingest_rate_per_env: Option<u32>,
+}
+
+pub struct Inner {
+    pub catalog: Arc<Catalog>,
+    pub log: Arc<dyn ImpressionLog>,
+    pub engine: Arc<DeliveryEngine>,
+    pub config: ApiConfig,
+    pub metrics: Option<PrometheusHandle>,
+    pub ready: AtomicBool,
+    pub rate: RateLimiter,
+}
+
+pub type AppState = Arc<Inner>;
+
+impl Inner {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        log: Arc<dyn ImpressionLog>,
+        engine: Arc<DeliveryEngine>,
+        config: ApiConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> AppState {
+        let rate = RateLimiter::new(config.ingest_rate_per_env);
+        Arc::new(Inner { catalog, log, engine, config, metrics, ready: AtomicBool::new(true), rate })
+    }
+}
