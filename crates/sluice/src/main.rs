@@ -1,3 +1,142 @@
-fn main() {
-    println!("Hello, world!");
+//! The `sluice` command line.
+
+use clap::{Parser, Subcommand};
+use sluice::admin_cli::{self, ApiArgs, EnvCmd, IntegrationCmd};
+use sluice::serve::{self, ServeOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "Self-hosted impressions webhook service")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server (embedded storage in --data-dir; no other service needed).
+    Serve(ServeArgs),
+    /// A webhook receiver for trying sluice out and for tests.
+    Receiver(sluice::receiver::ReceiverArgs),
+    /// One command that shows sluice working: a server, simulated SDK traffic, receivers
+    /// of which some fail, and a live view of delivery and isolation.
+    Demo(sluice::demo::DemoArgs),
+    /// Benchmarks (ingest and delivery throughput).
+    Bench(sluice::bench::BenchArgs),
+    /// Manage environments over the admin API.
+    #[command(name = "env")]
+    Env {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        cmd: EnvCmd,
+    },
+    /// Manage integrations over the admin API.
+    Integration {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        cmd: IntegrationCmd,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Where the log and metadata live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML file with the same settings (kebab-case keys); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Allow webhooks to private, loopback and other non-public addresses (local use, tests).
+    #[arg(long)]
+    allow_private_destinations: bool,
+    /// Allow one non-public network as a destination (CIDR; repeatable).
+    #[arg(long = "allow-destination")]
+    allow_destinations: Vec<ipnet::IpNet>,
+    /// Storage: the embedded default, or nats://HOST:PORT for a NATS JetStream cluster.
+    #[arg(long)]
+    store: Option<String>,
+    /// Keep impressions this many hours (default 168 = 7 days).
+    #[arg(long)]
+    retention_hours: Option<u64>,
+    /// Refuse ingest with 503 once the log holds this many bytes.
+    #[arg(long)]
+    max_storage_bytes: Option<u64>,
+    /// Impressions per second accepted per environment (429 beyond).
+    #[arg(long)]
+    ingest_rate_limit: Option<u32>,
+}
+
+fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
+    let mut o = match &a.config {
+        Some(p) => ServeOptions::from_file(p)?,
+        None => ServeOptions::default(),
+    };
+    if let Some(s) = &a.store
+        && !s.is_empty()
+        && s != "embedded"
+    {
+        anyhow::bail!("--store {s}: only the embedded store is available in this build (NATS JetStream is planned)");
+    }
+    if let Some(v) = a.listen {
+        o.listen = v;
+    }
+    if let Some(v) = a.data_dir {
+        o.data_dir = v;
+    }
+    o.allow_private_destinations |= a.allow_private_destinations;
+    o.allow_destinations.extend(a.allow_destinations);
+    if let Some(v) = a.retention_hours {
+        o.retention_hours = v;
+    }
+    if let Some(v) = a.max_storage_bytes {
+        o.max_storage_bytes = v;
+    }
+    if let Some(v) = a.ingest_rate_limit {
+        o.ingest_rate_limit = v;
+    }
+    Ok(o)
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    sluice::install_crypto_provider();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve(a) => {
+                let server = serve::start(serve_options(a)?).await?;
+                server.wait().await;
+                Ok(())
+            }
+            Cmd::Receiver(a) => sluice::receiver::run(a).await,
+            Cmd::Demo(a) => sluice::demo::run(a).await,
+            Cmd::Bench(a) => sluice::bench::run(a).await,
+            Cmd::Env { api, cmd } => admin_cli::env_cmd(&api, cmd).await,
+            Cmd::Integration { api, cmd } => admin_cli::integration_cmd(&api, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

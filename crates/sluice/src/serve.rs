@@ -1,0 +1,229 @@
+//! `sluice serve`: opens the embedded store, loads the catalog, starts the delivery
+//! engine and the HTTP API, and shuts all of it down in order on SIGINT/SIGTERM.
+//!
+//! [`start`] is also what integration tests and `sluice demo` call in-process.
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use sluice_api::auth::token_digest;
+use sluice_api::body::BodyLimits;
+use sluice_api::{ApiConfig, Inner};
+use sluice_core::address::AddressPolicy;
+use sluice_delivery::{DeliveryEngine, EngineOptions};
+use sluice_store::embedded::log::{LogOptions, SegmentLog};
+use sluice_store::embedded::meta::RedbMeta;
+use sluice_store::{Catalog, ImpressionLog, MetaStore};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything `sluice serve` can be told, from flags or the `--config` TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub allow_private_destinations: bool,
+    /// Networks allowed as destinations even though not public (CIDR).
+    pub allow_destinations: Vec<IpNet>,
+    pub retention_hours: u64,
+    /// Refuse ingest (503) once the log holds this many bytes (0: no limit).
+    pub max_storage_bytes: u64,
+    /// Impressions per second accepted per environment (0: unlimited).
+    pub ingest_rate_limit: u32,
+    /// Requests in flight at most for all failing/probing integrations together.
+    pub degraded_concurrency: usize,
+    /// Admin token; default: `SLUICE_ADMIN_TOKEN`, else generated into the data dir.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
+    /// Print the start-up banner (address, token) on stdout.
+    #[serde(skip)]
+    pub banner: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./sluice-data"),
+            allow_private_destinations: false,
+            allow_destinations: Vec::new(),
+            retention_hours: 7 * 24,
+            max_storage_bytes: 0,
+            ingest_rate_limit: 0,
+            degraded_concurrency: 32,
+            admin_token: None,
+            banner: true,
+        }
+    }
+}
+
+impl ServeOptions {
+    pub fn from_file(path: &Path) -> anyhow::Result<ServeOptions> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub admin_token: String,
+    pub engine: Arc<DeliveryEngine>,
+    pub log: Arc<SegmentLog>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, stop delivery, close
+    /// the log.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+
+    /// Resolves when the server has stopped (after a signal or [`Server::shutdown`]).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+        })
+        .clone()
+}
+
+fn admin_token(opts: &ServeOptions) -> anyhow::Result<(String, bool)> {
+    if let Some(t) = &opts.admin_token {
+        return Ok((t.clone(), false));
+    }
+    if let Ok(t) = std::env::var("SLUICE_ADMIN_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok((t.trim().to_owned(), false));
+    }
+    let path = opts.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
+        return Ok((t.trim().to_owned(), true));
+    }
+    let token = format!("adm_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    Ok((token, true))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()
+}
+
+/// Opens storage and starts serving. Returns once the listener is bound.
+pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
+    let log_opts = LogOptions {
+        retention_ms: (opts.retention_hours.max(1) * 3600 * 1000) as i64,
+        max_total_bytes: (opts.max_storage_bytes > 0).then_some(opts.max_storage_bytes),
+        ..LogOptions::default()
+    };
+    let seg_log = Arc::new(SegmentLog::open(&opts.data_dir.join("log"), log_opts).context("opening the impression log")?);
+    let log: Arc<dyn ImpressionLog> = seg_log.clone();
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(RedbMeta::open(&opts.data_dir.join("meta.redb")).context("opening the metadata store")?);
+    let catalog = Arc::new(Catalog::load(meta).await.context("loading configuration")?);
+    let (token, from_data_dir) = admin_token(&opts)?;
+    let policy = AddressPolicy { allow_private: opts.allow_private_destinations, allow: opts.allow_destinations.clone() };
+    let engine = DeliveryEngine::new(
+        catalog.clone(),
+        log.clone(),
+        EngineOptions { policy: Arc::new(policy), degraded_concurrency: opts.degraded_concurrency, ..EngineOptions::default() },
+    );
+    let engine_task = engine.start();
+    let state = Inner::new(
+        catalog,
+        log,
+        engine.clone(),
+        ApiConfig {
+            admin_token_digest: token_digest(&token),
+            limits: BodyLimits::default(),
+            ingest_rate_per_env: (opts.ingest_rate_limit > 0).then_some(opts.ingest_rate_limit),
+        },
+        metrics_handle(),
+    );
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    if opts.banner {
+        println!("sluice {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+        println!("data dir: {}", opts.data_dir.display());
+        if from_data_dir {
+            println!("admin token: {token}  (kept in {})", opts.data_dir.join("admin-token").display());
+        } else {
+            println!("admin token: from SLUICE_ADMIN_TOKEN");
+        }
+        if opts.allow_private_destinations {
+            println!("warning: --allow-private-destinations is on: webhooks may reach private and loopback addresses");
+        }
+    }
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let app = sluice_api::router(state.clone());
+    let task_engine = engine.clone();
+    let task_log = seg_log.clone();
+    let task = tokio::spawn(async move {
+        let shutdown = {
+            let state = state.clone();
+            async move {
+                tokio::select! {
+                    _ = stop_rx.changed() => {},
+                    _ = signal() => {},
+                }
+                state.ready.store(false, Ordering::Relaxed);
+            }
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "server error");
+        }
+        task_engine.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), engine_task).await;
+        task_log.close();
+    });
+    Ok(Server { addr, admin_token: token, engine, log: seg_log, stop: stop_tx, task })
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
