@@ -124,6 +124,9 @@ pub(crate) struct Shared {
     /// Committed plus reserved segment bytes over all environments.
     total_bytes: AtomicU64,
     counters: Counters,
+    /// Test hook: the next this-many chunk writes fail with ENOSPC after writing.
+    #[cfg(test)]
+    fail_writes: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -183,6 +186,19 @@ impl Shared {
             .is_ok()
     }
 
+    /// Test hook (see `fail_writes`).
+    #[cfg(test)]
+    fn failpoint(&self) -> std::io::Result<()> {
+        let take = |n: u32| n.checked_sub(1);
+        match self
+            .fail_writes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, take)
+        {
+            Ok(_) => Err(std::io::Error::from_raw_os_error(28)),
+            Err(_) => Ok(()),
+        }
+    }
+
     fn release(&self, n: u64) {
         let _ = self
             .total_bytes
@@ -236,6 +252,8 @@ impl SegmentLog {
             envs: RwLock::new(HashMap::new()),
             total_bytes: AtomicU64::new(0),
             counters: Counters::default(),
+            #[cfg(test)]
+            fail_writes: std::sync::atomic::AtomicU32::new(0),
         };
         let mut envs = HashMap::new();
         let mut total = 0;

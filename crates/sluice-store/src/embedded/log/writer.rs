@@ -387,6 +387,8 @@ fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk)
             .truncate(true)
             .open(&path)?;
         file.write_all_at(&chunk.buf, 0)?;
+        #[cfg(test)]
+        shared.failpoint()?;
         file.sync_data()?;
         counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         sync_dir(&env.dir)?;
@@ -399,6 +401,8 @@ fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk)
     } else {
         let file = active_file(env, we, chunk.seg_base, chunk.start_len)?;
         file.write_all_at(&chunk.buf, chunk.start_len)?;
+        #[cfg(test)]
+        shared.failpoint()?;
         file.sync_data()?;
         counters.fsyncs.fetch_add(1, Ordering::Relaxed);
     }
