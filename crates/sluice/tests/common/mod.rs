@@ -13,7 +13,10 @@ pub const SDK_KEY: &str = "sdk-key-test-0001";
 
 pub fn http() -> reqwest::Client {
     sluice::install_crypto_provider();
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 pub struct Sluice {
@@ -56,7 +59,12 @@ impl Sluice {
         let mut o = options(dir);
         f(&mut o);
         let server = serve::start(o).await.expect("sluice starts");
-        Sluice { server: Some(server), dir: dir.to_path_buf(), _tmp: None, client: http() }
+        Sluice {
+            server: Some(server),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            client: http(),
+        }
     }
 
     /// Clean shutdown, keeping the data dir (and its TempDir guard) for a restart.
@@ -71,15 +79,26 @@ impl Sluice {
         self.server.as_ref().expect("running").url(path)
     }
 
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.client.request(method, self.url(path)).bearer_auth("test-admin-token");
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth("test-admin-token");
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("admin request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn post_admin(&self, path: &str, body: Value) -> Value {
@@ -90,7 +109,11 @@ impl Sluice {
 
     /// Creates environment `id` with SDK key `key`.
     pub async fn environment(&self, id: &str, name: &str, key: &str) -> Value {
-        self.post_admin("/v1/environments", json!({ "id": id, "name": name, "sdkKeys": [key] })).await
+        self.post_admin(
+            "/v1/environments",
+            json!({ "id": id, "name": name, "sdkKeys": [key] }),
+        )
+        .await
     }
 
     /// Creates an integration; `extra` fields are merged in.
@@ -105,7 +128,13 @@ impl Sluice {
     }
 
     pub async fn status(&self, id: &str) -> Value {
-        let (s, v) = self.admin(reqwest::Method::GET, &format!("/v1/integrations/{id}/status"), None).await;
+        let (s, v) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/integrations/{id}/status"),
+                None,
+            )
+            .await;
         assert_eq!(s, 200, "{v}");
         v
     }
@@ -136,9 +165,14 @@ pub fn bulk(flag: &str, prefix: &str, n: usize) -> Value {
 }
 
 pub async fn receiver(mode: FaultMode) -> ReceiverHandle {
-    receiver::start(ReceiverConfig { mode, keep_impressions: true, quiet: true, ..ReceiverConfig::default() })
-        .await
-        .expect("receiver starts")
+    receiver::start(ReceiverConfig {
+        mode,
+        keep_impressions: true,
+        quiet: true,
+        ..ReceiverConfig::default()
+    })
+    .await
+    .expect("receiver starts")
 }
 
 pub async fn receiver_with_secret(secret: &str) -> ReceiverHandle {
@@ -181,19 +215,41 @@ impl Answer {
     /// Asserts the SPEC §2 error shape: status `status`, JSON `{"error": str, "detail": str}`.
     #[track_caller]
     pub fn assert_error(&self, status: u16, what: &str) {
-        assert_eq!(self.status, status, "{what}: expected {status}, got {} {}", self.status, self.body);
+        assert_eq!(
+            self.status, status,
+            "{what}: expected {status}, got {} {}",
+            self.status, self.body
+        );
         assert!(
-            self.body.get("error").and_then(Value::as_str).is_some_and(|s| !s.is_empty()),
+            self.body
+                .get("error")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty()),
             "{what}: error body without \"error\": {}",
             self.body
         );
-        assert!(self.body.get("detail").and_then(Value::as_str).is_some(), "{what}: error body without \"detail\": {}", self.body);
-        let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-        assert!(ct.starts_with("application/json"), "{what}: error Content-Type is {ct:?}");
+        assert!(
+            self.body.get("detail").and_then(Value::as_str).is_some(),
+            "{what}: error body without \"detail\": {}",
+            self.body
+        );
+        let ct = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            ct.starts_with("application/json"),
+            "{what}: error Content-Type is {ct:?}"
+        );
     }
 
     pub fn detail(&self) -> String {
-        self.body.get("detail").and_then(Value::as_str).unwrap_or_default().to_owned()
+        self.body
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -202,13 +258,23 @@ pub async fn answer(resp: reqwest::Response) -> Answer {
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Answer { status, headers, body }
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 impl Sluice {
     /// POSTs raw bytes to `path`. `key`: bearer token (None: no Authorization header).
     /// `headers`: extra headers (Content-Type etc.).
-    pub async fn post_raw(&self, path: &str, key: Option<&str>, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
         let mut req = self.client.post(self.url(path)).body(body);
         if let Some(k) = key {
             req = req.bearer_auth(k);
@@ -227,11 +293,18 @@ impl Sluice {
             ("SplitSDKMachineIP", "10.1.2.3"),
             ("SplitSDKMachineName", "sdk-host-1"),
         ];
-        self.post_raw(path, Some(key), &headers, serde_json::to_vec(body).unwrap()).await
+        self.post_raw(path, Some(key), &headers, serde_json::to_vec(body).unwrap())
+            .await
     }
 
     /// Any admin request with an arbitrary (or no) token.
-    pub async fn admin_as(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn admin_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.client.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -251,13 +324,23 @@ impl Sluice {
     /// Impressions durably stored in `env`'s log (its end offset).
     pub async fn stored(&self, env: &str) -> u64 {
         use sluice_store::ImpressionLog as _;
-        self.server.as_ref().expect("running").log.bounds(env).await.expect("log bounds").next
+        self.server
+            .as_ref()
+            .expect("running")
+            .log
+            .bounds(env)
+            .await
+            .expect("log bounds")
+            .next
     }
 }
 
 /// A fixture request captured from a real SDK (`fixtures/split-sdk/<name>`).
 pub fn fixture(name: &str) -> Value {
-    let path = format!("{}/../../fixtures/split-sdk/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../fixtures/split-sdk/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).expect("fixture JSON")
 }
@@ -272,7 +355,9 @@ pub fn gzip(raw: &[u8]) -> Vec<u8> {
 pub fn gunzip(data: &[u8]) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data).read_to_end(&mut out).expect("valid gzip");
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
     out
 }
 
@@ -292,16 +377,24 @@ pub struct Captured {
 
 impl Captured {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     pub fn is_gzip(&self) -> bool {
-        self.header("content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+        self.header("content-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
     }
 
     /// The body after gzip decoding (when gzip).
     pub fn plain(&self) -> Vec<u8> {
-        if self.is_gzip() { gunzip(&self.body) } else { self.body.clone() }
+        if self.is_gzip() {
+            gunzip(&self.body)
+        } else {
+            self.body.clone()
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -321,7 +414,9 @@ impl Capture {
         use std::sync::atomic::Ordering;
         let reqs: std::sync::Arc<std::sync::Mutex<Vec<Captured>>> = Default::default();
         let st = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(status));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind capture");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind capture");
         let addr = listener.local_addr().unwrap();
         let (r, s) = (reqs.clone(), st.clone());
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
@@ -329,8 +424,16 @@ impl Capture {
             async move {
                 let at = std::time::Instant::now();
                 let (parts, body) = req.into_parts();
-                let body = axum::body::to_bytes(body, 256 << 20).await.map(|b| b.to_vec()).unwrap_or_default();
-                r.lock().unwrap().push(Captured { at, path: parts.uri.path().to_owned(), headers: parts.headers, body });
+                let body = axum::body::to_bytes(body, 256 << 20)
+                    .await
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default();
+                r.lock().unwrap().push(Captured {
+                    at,
+                    path: parts.uri.path().to_owned(),
+                    headers: parts.headers,
+                    body,
+                });
                 let code = axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
                 (code, "{}")
             }
@@ -338,7 +441,12 @@ impl Capture {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Capture { addr, reqs, status: st, task }
+        Capture {
+            addr,
+            reqs,
+            status: st,
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -346,7 +454,8 @@ impl Capture {
     }
 
     pub fn set_status(&self, status: u16) {
-        self.status.store(status, std::sync::atomic::Ordering::SeqCst);
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn requests(&self) -> Vec<Captured> {
@@ -357,7 +466,11 @@ impl Capture {
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Captured> {
         let ok = eventually(timeout, || self.reqs.lock().unwrap().len() >= n).await;
         let got = self.requests();
-        assert!(ok, "capture receiver: expected {n} requests within {timeout:?}, got {}", got.len());
+        assert!(
+            ok,
+            "capture receiver: expected {n} requests within {timeout:?}, got {}",
+            got.len()
+        );
         got
     }
 }
