@@ -33,6 +33,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/integrations/{id}/pause", post(int::pause))
         .route("/v1/integrations/{id}/resume", post(int::resume))
         .route("/v1/integrations/{id}/test", post(int::test))
+        .route("/v1/integrations/{id}/replay", post(int::replay))
+        .route("/v1/integrations/{id}/replays", get(int::replays))
+        .route("/v1/integrations/{id}/replays/{job}", get(int::replay_job))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
     let ingest = Router::new()
         .route("/api/testImpressions/bulk", post(ingest::split_bulk))

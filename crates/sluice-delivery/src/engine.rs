@@ -14,6 +14,7 @@ use crate::gaps::{Gap, list_gaps};
 use crate::health::Phase;
 use crate::http::{ClientOptions, Outcome, build_client, client_tls_config, send};
 use crate::request::{build_request, user_agent};
+use crate::replay;
 use crate::shared::IntegrationShared;
 use crate::worker::{Worker, now_ms};
 use serde::Serialize;
@@ -60,6 +61,35 @@ pub(crate) struct EngineCtx {
     pub tls: Arc<rustls::ClientConfig>,
 }
 
+struct ActiveReplay {
+    job: String,
+    stop: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+/// What `POST /v1/integrations/{id}/replay` asks for.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplayRequest {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub gap_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 struct Running {
     config: Arc<Integration>,
     stop: watch::Sender<bool>,
@@ -71,6 +101,7 @@ pub struct DeliveryEngine {
     catalog: Arc<Catalog>,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
     shared: Mutex<HashMap<String, Arc<IntegrationShared>>>,
+    replays: tokio::sync::Mutex<HashMap<String, ActiveReplay>>,
     stop: watch::Sender<bool>,
 }
 
@@ -134,6 +165,7 @@ impl DeliveryEngine {
             catalog,
             running: tokio::sync::Mutex::new(HashMap::new()),
             shared: Mutex::new(HashMap::new()),
+            replays: tokio::sync::Mutex::new(HashMap::new()),
             stop: watch::Sender::new(false),
         })
     }
@@ -165,6 +197,11 @@ impl DeliveryEngine {
     async fn stop_all(&self) {
         let mut running = self.running.lock().await;
         for (_, r) in running.drain() {
+            r.stop.send_replace(true);
+            let _ = r.join.await;
+        }
+        let mut replays = self.replays.lock().await;
+        for (_, r) in replays.drain() {
             r.stop.send_replace(true);
             let _ = r.join.await;
         }
@@ -230,6 +267,138 @@ impl DeliveryEngine {
             let join = tokio::spawn(worker.run());
             running.insert(id.clone(), Running { config: integ.clone(), stop: stop_tx, join });
         }
+        drop(running);
+        self.reconcile_replays(&snap).await;
+    }
+
+    /// Stops replays of deleted or disabled integrations; resumes running jobs (after a
+    /// restart) of integrations that have none active.
+    async fn reconcile_replays(&self, snap: &sluice_store::catalog::Snapshot) {
+        let mut replays = self.replays.lock().await;
+        replays.retain(|_, r| !r.join.is_finished());
+        let ids: Vec<String> = replays.keys().cloned().collect();
+        for id in ids {
+            if !matches!(snap.integrations.get(&id), Some(i) if i.enabled)
+                && let Some(r) = replays.remove(&id)
+            {
+                r.stop.send_replace(true);
+                let _ = r.join.await;
+            }
+        }
+        for (id, integ) in &snap.integrations {
+            if !integ.enabled || replays.contains_key(id) {
+                continue;
+            }
+            let jobs = match replay::list_jobs(self.ctx.meta.as_ref(), id).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "cannot read replay jobs");
+                    continue;
+                }
+            };
+            if let Some(job) = jobs.into_iter().find(|j| j.state == "running") {
+                match self.spawn_replay(integ.clone(), job) {
+                    Ok(active) => {
+                        replays.insert(id.clone(), active);
+                    }
+                    Err(e) => tracing::error!(integration = %id, error = %e, "cannot resume replay"),
+                }
+            }
+        }
+    }
+
+    fn spawn_replay(&self, integ: Arc<Integration>, job: replay::ReplayJob) -> Result<ActiveReplay, crate::http::HttpError> {
+        let client = build_client(&self.client_options(&integ), self.ctx.tls.clone())?;
+        let shared = self.shared_for(&integ, false);
+        let (stop, stop_rx) = watch::channel(false);
+        let id = job.id.clone();
+        let join = tokio::spawn(replay::run(self.ctx.clone(), integ, shared, client, job, stop_rx));
+        Ok(ActiveReplay { job: id, stop, join })
+    }
+
+    /// Starts a replay of a time window or of a recorded gap.
+    pub async fn start_replay(&self, integ: Arc<Integration>, req: ReplayRequest) -> Result<replay::ReplayJob, ReplayError> {
+        let mut replays = self.replays.lock().await;
+        if let Some(r) = replays.get(&integ.id)
+            && !r.join.is_finished()
+        {
+            return Err(ReplayError::Conflict(format!("replay {} is still running for this integration; wait for it to finish", r.job)));
+        }
+        let mut spans = Vec::new();
+        let (from, to) = match (&req.gap_id, req.from, req.to) {
+            (Some(gap_id), None, None) => {
+                let key = format!("{}/{gap_id}", integ.id);
+                let gap: Gap = match self.ctx.meta.get(Bucket::Gaps, &key).await? {
+                    Some(v) => serde_json::from_slice(&v.value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    None => return Err(ReplayError::NotFound(format!("gap {gap_id} not found"))),
+                };
+                let b = self.ctx.log.bounds(&gap.environment_id).await?;
+                if gap.from_offset < b.first {
+                    return Err(ReplayError::Gone(format!(
+                        "gap {gap_id} is past retention: its first impressions were removed from the log"
+                    )));
+                }
+                spans.push(replay::ReplaySpan { env: gap.environment_id.clone(), start: gap.from_offset, end: gap.to_offset, position: gap.from_offset });
+                (None, None)
+            }
+            (None, Some(from), Some(to)) => {
+                if from < 0 || to <= from {
+                    return Err(ReplayError::Invalid("need 0 <= from < to (ms since epoch)".into()));
+                }
+                for env in &integ.environments {
+                    let b = self.ctx.log.bounds(env).await?;
+                    if b.first > 0 {
+                        // Something was removed by retention: refuse windows reaching before
+                        // the oldest retained impression.
+                        if let Some(first) = self.ctx.log.read(env, b.first, 1).await?.first()
+                            && from < first.min_time
+                        {
+                            return Err(ReplayError::Gone(format!(
+                                "window starts before the oldest retained impression of environment {env} (time {}); older impressions were removed by retention",
+                                first.min_time
+                            )));
+                        }
+                    }
+                    if b.next > b.first {
+                        spans.push(replay::ReplaySpan { env: env.clone(), start: b.first, end: b.next, position: b.first });
+                    }
+                }
+                (Some(from), Some(to))
+            }
+            _ => return Err(ReplayError::Invalid("give either {\"from\", \"to\"} (ms) or {\"gapId\"}".into())),
+        };
+        let total = spans.iter().map(|s| s.end - s.start).sum();
+        let job = replay::ReplayJob {
+            id: format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
+            integration_id: integ.id.clone(),
+            from,
+            to,
+            gap_id: req.gap_id.clone(),
+            spans,
+            state: "running".into(),
+            delivered_impressions: 0,
+            delivered_batches: 0,
+            failed_attempts: 0,
+            scanned_offsets: 0,
+            total_offsets: total,
+            pinned: None,
+            seq: 0,
+            created_at: now_ms(),
+            finished_at: None,
+            last_error: None,
+        };
+        replay::save_job(self.ctx.meta.as_ref(), &job).await?;
+        let active = self
+            .spawn_replay(integ.clone(), job.clone())
+            .map_err(|e| ReplayError::Invalid(format!("cannot build HTTP client: {e}")))?;
+        replays.insert(integ.id.clone(), active);
+        Ok(job)
+    }
+
+    pub async fn replays(&self, id: &str) -> Result<Vec<replay::ReplayJob>, StoreError> {
+        let mut jobs = replay::list_jobs(self.ctx.meta.as_ref(), id).await?;
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.created_at));
+        Ok(jobs)
     }
 
     fn client_options(&self, integ: &Integration) -> ClientOptions {

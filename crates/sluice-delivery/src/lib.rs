@@ -12,8 +12,9 @@ pub mod engine;
 pub mod gaps;
 pub mod health;
 pub mod http;
+pub mod replay;
 pub mod request;
 pub mod shared;
 mod worker;
 
-pub use engine::{DeliveryEngine, EngineOptions, IntegrationStatus, TestResult};
+pub use engine::{DeliveryEngine, EngineOptions, IntegrationStatus, ReplayError, ReplayRequest, TestResult};

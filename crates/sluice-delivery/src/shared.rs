@@ -47,3 +47,56 @@ impl IntegrationShared {
         }
     }
 }
+
+/// What one attempt sent, for the attempts log.
+pub struct AttemptInfo<'a> {
+    pub integration_id: &'a str,
+    pub batch_id: &'a str,
+    pub environment_id: &'a str,
+    pub impressions: u32,
+    pub bytes: usize,
+    pub started_ms: i64,
+    /// `live`, `retry`, `probe` or `replay`.
+    pub kind: &'static str,
+}
+
+impl IntegrationShared {
+    /// Records an attempt's outcome in the attempts log, the counters and metrics. Replay
+    /// attempts are logged but never counted as live delivery.
+    pub fn record_attempt(&self, a: AttemptInfo<'_>, outcome: &crate::http::Outcome) {
+        let ok = outcome.is_delivered();
+        let error = (!ok).then(|| {
+            outcome.error.clone().unwrap_or_else(|| match outcome.status {
+                Some(s) => format!("HTTP {s}"),
+                None => "failed".into(),
+            })
+        });
+        let live = a.kind != "replay";
+        self.with(|s| {
+            s.attempts.push(crate::attempts::AttemptRecord {
+                time: a.started_ms,
+                batch_id: a.batch_id.to_owned(),
+                environment_id: a.environment_id.to_owned(),
+                impressions: a.impressions,
+                bytes: a.bytes,
+                status: outcome.status,
+                error: error.clone(),
+                duration_ms: outcome.duration.as_millis() as u64,
+                kind: a.kind,
+            });
+            if ok && live {
+                s.delivered += u64::from(a.impressions);
+                s.last_success_ms = Some(a.started_ms + outcome.duration.as_millis() as i64);
+            } else if !ok {
+                s.failed_attempts += 1;
+                s.last_error = error;
+            }
+        });
+        let id = a.integration_id.to_owned();
+        metrics::counter!("sluice_delivery_attempts_total", "integration" => id.clone(), "kind" => a.kind, "result" => if ok { "ok" } else { "error" })
+            .increment(1);
+        if ok && live {
+            metrics::counter!("sluice_delivered_impressions_total", "integration" => id).increment(u64::from(a.impressions));
+        }
+    }
+}

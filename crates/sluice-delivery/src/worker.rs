@@ -9,7 +9,6 @@
 //! retry once, then keep the batch first in line. Protection (pause, probe) is decided
 //! by [`crate::health::Health`].
 
-use crate::attempts::AttemptRecord;
 use crate::cursor::{self, CursorRecord, PendingBatch};
 use crate::encode::{EncodedBody, encode_batch};
 use crate::engine::EngineCtx;
@@ -17,7 +16,7 @@ use crate::gaps::{Gap, record_gap};
 use crate::health::Phase;
 use crate::http::{Outcome, send};
 use crate::request::build_request;
-use crate::shared::IntegrationShared;
+use crate::shared::{AttemptInfo, IntegrationShared};
 use sluice_core::model::Integration;
 use sluice_store::StoreError;
 use std::sync::Arc;
@@ -346,42 +345,16 @@ impl Worker {
         let started_ms = now_ms();
         let req = build_request(&self.integ, &batch.pending.id, &batch.body, started_ms / 1000);
         let outcome = send(&self.client, &self.ctx.opts.policy, &req, self.ctx.opts.max_response_bytes).await;
-        let ok = outcome.is_delivered();
-        let error = if ok {
-            None
-        } else {
-            Some(outcome.error.clone().unwrap_or_else(|| match outcome.status {
-                Some(s) => format!("HTTP {s}"),
-                None => "failed".into(),
-            }))
-        };
-        let record = AttemptRecord {
-            time: started_ms,
-            batch_id: batch.pending.id.clone(),
-            environment_id: batch.pending.env.clone(),
+        let info = AttemptInfo {
+            integration_id: &self.integ.id,
+            batch_id: &batch.pending.id,
+            environment_id: &batch.pending.env,
             impressions: batch.body.count,
             bytes: batch.body.wire.len(),
-            status: outcome.status,
-            error: error.clone(),
-            duration_ms: outcome.duration.as_millis() as u64,
+            started_ms,
             kind,
         };
-        self.shared.with(|s| {
-            s.attempts.push(record);
-            if ok {
-                s.delivered += u64::from(batch.body.count);
-                s.last_success_ms = Some(now_ms());
-            } else {
-                s.failed_attempts += 1;
-                s.last_error = error;
-            }
-        });
-        let id = self.integ.id.clone();
-        metrics::counter!("sluice_delivery_attempts_total", "integration" => id.clone(), "result" => if ok { "ok" } else { "error" })
-            .increment(1);
-        if ok {
-            metrics::counter!("sluice_delivered_impressions_total", "integration" => id).increment(u64::from(batch.body.count));
-        }
+        self.shared.record_attempt(info, &outcome);
         outcome
     }
 

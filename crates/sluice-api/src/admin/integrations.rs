@@ -137,3 +137,32 @@ pub async fn test(State(s): State<AppState>, Path(id): Path<String>) -> Result<J
     let integ = find(&s, &id)?;
     Ok(Json(serde_json::to_value(s.engine.test_send(&integ).await).unwrap_or_default()))
 }
+
+/// `POST /v1/integrations/{id}/replay` — `{from, to}` (ms, impression time) or `{gapId}`;
+/// answers 202 with the job, whose progress `GET …/replays/{job}` shows.
+pub async fn replay(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use sluice_delivery::{ReplayError, ReplayRequest};
+    let integ = find(&s, &id)?;
+    let bytes = read_body(&headers, body, s.config.limits).await?;
+    let req: ReplayRequest = json(&headers, &bytes)?;
+    let job = s.engine.start_replay(integ, req).await.map_err(|e| match e {
+        ReplayError::Invalid(d) => ApiError::bad_request(d),
+        ReplayError::NotFound(d) => ApiError::not_found(d),
+        ReplayError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
+        ReplayError::Gone(d) => ApiError::new(StatusCode::GONE, "past retention", d),
+        ReplayError::Store(e) => e.into(),
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(job).unwrap_or_default())))
+}
+
+pub async fn replays(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    find(&s, &id)?;
+    Ok(Json(j!({ "replays": s.engine.replays(&id).await? })))
+}
+
+pub async fn replay_job(State(s): State<AppState>, Path((id, job)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    find(&s, &id)?;
+    let jobs = s.engine.replays(&id).await?;
+    let j = jobs.into_iter().find(|j| j.id == job).ok_or_else(|| ApiError::not_found(format!("replay {job} not found")))?;
+    Ok(Json(serde_json::to_value(j).unwrap_or_default()))
+}
