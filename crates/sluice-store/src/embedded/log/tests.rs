@@ -847,6 +847,167 @@ async fn reads_run_concurrently_with_appends() {
     writer.await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_flushes_queued_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SegmentLog::open(dir.path(), opts(4096)).unwrap());
+    let mut handles = Vec::new();
+    for i in 0..200u64 {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            log.append(ENV, entry(i, 1, 64)).await
+        }));
+    }
+    let closer = log.clone();
+    tokio::task::spawn_blocking(move || closer.close())
+        .await
+        .unwrap();
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    drop(log);
+    let log = SegmentLog::open(dir.path(), opts(4096)).unwrap();
+    assert_eq!(
+        log.bounds(ENV).await.unwrap().next,
+        ok,
+        "every acknowledged append is stored"
+    );
+}
+
+#[tokio::test]
+async fn background_retention_runs_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = LogOptions {
+        retention_bytes_per_env: Some(400),
+        retention_interval: Duration::from_millis(10),
+        ..opts(400)
+    };
+    let log = SegmentLog::open(dir.path(), o).unwrap();
+    append_all(&log, ENV, (0..8).map(|i| entry(i, 1, 150)).collect()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log.stats().segments_deleted < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention thread did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        log.bounds(ENV).await.unwrap(),
+        LogBounds { first: 6, next: 8 }
+    );
+    let t = std::time::Instant::now();
+    log.close();
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+/// Child half of [`acknowledged_appends_survive_kill_9`]: appends forever, printing each
+/// acknowledgement. Runs only when started by that test.
+#[test]
+#[ignore = "run as a child process by acknowledged_appends_survive_kill_9"]
+fn kill9_child() {
+    let Ok(dir) = std::env::var("SLUICE_LOG_KILL9_DIR") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let log = Arc::new(SegmentLog::open(Path::new(&dir), opts(16 << 10)).unwrap());
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let env = ["k0", "k1"][(t % 2) as usize];
+                for i in 0.. {
+                    let seed = t * 1_000_000 + i;
+                    let len = (seed as usize * 131) % 3000;
+                    let r = log
+                        .append(env, entry(seed, 1 + (i % 4) as u32, len))
+                        .await
+                        .unwrap();
+                    println!("ack {env} {} {} {seed} {len}", r.base_offset, r.next_offset);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+#[tokio::test]
+async fn acknowledged_appends_survive_kill_9() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "embedded::log::tests::kill9_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SLUICE_LOG_KILL9_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // The reader owns the child so that it is SIGKILLed while still appending (before
+        // its stdout closes).
+        let reader = std::thread::spawn(move || {
+            let mut acks = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() == 6 && f[0] == "ack" {
+                    let n = |i: usize| f[i].parse::<u64>().unwrap();
+                    acks.push((f[1].to_string(), n(2), n(3), n(4), n(5) as usize));
+                }
+                if acks.len() >= 300 + round * 50 {
+                    break;
+                }
+            }
+            child.kill().unwrap(); // SIGKILL, mid-write
+            child.wait().unwrap();
+            acks
+        });
+        let acks = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        assert!(!acks.is_empty(), "child produced no acknowledgements");
+
+        let log = SegmentLog::open(dir.path(), opts(16 << 10)).unwrap();
+        for (env, base, next, seed, len) in &acks {
+            assert!(log.bounds(env).await.unwrap().next >= *next);
+            let got = log.read(env, *base, 1).await.unwrap();
+            assert_eq!(
+                got[0].base_offset, *base,
+                "acknowledged entry at {env}/{base} present"
+            );
+            assert_eq!(got[0].end_offset(), *next);
+            assert_eq!(&got[0].payload[..], &payload(*seed, *len)[..]);
+        }
+        for env in ["k0", "k1"] {
+            let all = read_all(&log, env, 0).await;
+            assert!(
+                all.windows(2)
+                    .all(|w| w[0].end_offset() == w[1].base_offset),
+                "dense after recovery"
+            );
+        }
+    }
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;

@@ -21,7 +21,7 @@ use super::segment::{Segment, idx_path, log_path};
 use super::{Shared, now_ms, retention, sync_dir};
 use crate::error::StoreError;
 use crate::log::{AppendEntry, AppendReceipt};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -153,53 +153,64 @@ impl Writer {
                 }
                 Command::Remove { env, reply } => {
                     // Everything queued before the removal is written first.
-                    for (env, reqs) in groups.drain(..) {
-                        self.append_group(&env, reqs);
-                    }
+                    self.append_groups(std::mem::take(&mut groups));
                     slot.clear();
                     let _ = reply.send(self.remove(&env));
                 }
             }
         }
-        for (env, reqs) in groups {
-            self.append_group(&env, reqs);
-        }
+        self.append_groups(groups);
     }
 
-    /// Writes, syncs and publishes one environment's appends of this round.
-    fn append_group(&mut self, env: &Arc<EnvLog>, reqs: Vec<AppendReq>) {
+    /// Writes, syncs and publishes a round's appends. The first chunk of every
+    /// environment is written, then all those files are synced concurrently (concurrent
+    /// syncs share journal commits), then published. Chunks after a segment roll (rare)
+    /// follow one at a time, each written and synced before the next.
+    fn append_groups(&mut self, groups: Vec<(Arc<EnvLog>, Vec<AppendReq>)>) {
         let shared = &*self.shared;
-        let we = self.envs.entry(env.id.clone()).or_default();
-        if let Err(e) = prepare(shared, env, we) {
-            let msg = format!("cannot write log of {}: {e}", env.id);
-            error!(env = %env.id, error = %e, "log write preparation failed");
-            for req in reqs {
-                let _ = req.reply.send(Err(StoreError::Unavailable(msg.clone())));
-            }
-            return;
-        }
-        let chunks = plan(shared, env, reqs);
-        let mut failure: Option<String> = None;
-        for chunk in chunks {
-            if chunk.entries.is_empty() {
-                continue;
-            }
-            if let Some(msg) = &failure {
-                chunk.fail(shared, msg);
-                continue;
-            }
-            match write_chunk(shared, env, we, &chunk) {
-                Ok(()) => commit(shared, env, chunk),
-                Err(e) => {
-                    error!(env = %env.id, segment = chunk.seg_base, error = %e, "log write failed; failing this round's appends");
-                    we.active = None;
-                    if let Err(e) = clean_stale(shared, env, we) {
-                        warn!(env = %env.id, error = %e, "could not yet remove an aborted segment file");
-                    }
-                    let msg = format!("log write failed: {e}");
-                    chunk.fail(shared, &msg);
-                    failure = Some(msg);
+        let mut written: Vec<(Arc<EnvLog>, Chunk, VecDeque<Chunk>)> = Vec::new();
+        for (env, reqs) in groups {
+            let we = self.envs.entry(env.id.clone()).or_default();
+            if let Err(e) = prepare(shared, &env, we) {
+                let msg = format!("cannot write log of {}: {e}", env.id);
+                error!(env = %env.id, error = %e, "log write preparation failed");
+                for req in reqs {
+                    let _ = req.reply.send(Err(StoreError::Unavailable(msg.clone())));
                 }
+                continue;
+            }
+            let mut chunks: VecDeque<Chunk> = plan(shared, &env, reqs)
+                .into_iter()
+                .filter(|c| !c.entries.is_empty())
+                .collect();
+            let Some(first) = chunks.pop_front() else {
+                continue;
+            };
+            match write_chunk(shared, &env, we, &first) {
+                Ok(()) => written.push((env, first, chunks)),
+                Err(e) => fail_chunks(shared, &env, we, first, chunks, &e),
+            }
+        }
+        let synced = sync_many(shared, &self.envs, &written);
+        for ((env, first, mut rest), res) in written.into_iter().zip(synced) {
+            let we = self.envs.entry(env.id.clone()).or_default();
+            if let Err(e) = res {
+                fail_chunks(shared, &env, we, first, rest, &e);
+                continue;
+            }
+            settle(&env, we, &first);
+            commit(shared, &env, first);
+            while let Some(chunk) = rest.pop_front() {
+                let res = write_chunk(shared, &env, we, &chunk).and_then(|()| match &we.active {
+                    Some(a) => sync_chunk(shared, &env, &a.file, chunk.new_segment),
+                    None => Err(io::Error::other("segment file handle missing")),
+                });
+                if let Err(e) = res {
+                    fail_chunks(shared, &env, we, chunk, rest, &e);
+                    break;
+                }
+                settle(&env, we, &chunk);
+                commit(shared, &env, chunk);
             }
         }
     }
@@ -372,13 +383,12 @@ fn plan(shared: &Shared, env: &EnvLog, reqs: Vec<AppendReq>) -> Vec<Chunk> {
     chunks
 }
 
-/// Writes one chunk and makes it durable (file data, and the directory for a new file).
+/// Writes one chunk (not yet durable). For a new segment this creates the file, which
+/// stays registered as provisional (`stale`) until [`settle`].
 fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk) -> io::Result<()> {
-    let counters = &shared.counters;
     if chunk.new_segment {
         we.active = None;
         let path = log_path(&env.dir, chunk.seg_base);
-        // Until it is committed the file is provisional: removed if anything fails.
         we.stale.push(path.clone());
         let file = OpenOptions::new()
             .read(true)
@@ -387,13 +397,6 @@ fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk)
             .truncate(true)
             .open(&path)?;
         file.write_all_at(&chunk.buf, 0)?;
-        #[cfg(test)]
-        shared.failpoint()?;
-        file.sync_data()?;
-        counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        sync_dir(&env.dir)?;
-        counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
-        we.stale.retain(|p| *p != path);
         we.active = Some(ActiveFile {
             base: chunk.seg_base,
             file,
@@ -401,12 +404,119 @@ fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk)
     } else {
         let file = active_file(env, we, chunk.seg_base, chunk.start_len)?;
         file.write_all_at(&chunk.buf, chunk.start_len)?;
-        #[cfg(test)]
-        shared.failpoint()?;
-        file.sync_data()?;
-        counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.failpoint()
+}
+
+/// Makes a written chunk durable: the file's data, and the directory for a new file.
+fn sync_chunk(shared: &Shared, env: &EnvLog, file: &File, new_segment: bool) -> io::Result<()> {
+    file.sync_data()?;
+    shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    if new_segment {
+        sync_dir(&env.dir)?;
+        shared.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Most threads used to sync one round's files concurrently.
+const MAX_SYNC_THREADS: usize = 16;
+
+/// Syncs the files of every written first chunk, concurrently when there are several.
+fn sync_many(
+    shared: &Shared,
+    envs: &HashMap<String, WriterEnv>,
+    written: &[(Arc<EnvLog>, Chunk, VecDeque<Chunk>)],
+) -> Vec<io::Result<()>> {
+    let jobs: Vec<(&EnvLog, Option<&File>, bool)> = written
+        .iter()
+        .map(|(env, chunk, _)| {
+            let file = envs
+                .get(&env.id)
+                .and_then(|we| we.active.as_ref())
+                .map(|a| &a.file);
+            (&**env, file, chunk.new_segment)
+        })
+        .collect();
+    let run = |i: usize| -> io::Result<()> {
+        let (env, file, new_segment) = jobs[i];
+        let file = file.ok_or_else(|| io::Error::other("segment file handle missing"))?;
+        sync_chunk(shared, env, file, new_segment)
+    };
+    let n = jobs.len();
+    let threads = n.min(MAX_SYNC_THREADS);
+    if threads <= 1 {
+        return (0..n).map(run).collect();
+    }
+    let mut results: Vec<Option<io::Result<()>>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let run = &run;
+        let mut handles = Vec::new();
+        for t in 1..threads {
+            let work = move || {
+                (t..n)
+                    .step_by(threads)
+                    .map(|i| (i, run(i)))
+                    .collect::<Vec<_>>()
+            };
+            match std::thread::Builder::new()
+                .name("sluice-log-sync".into())
+                .spawn_scoped(scope, work)
+            {
+                Ok(h) => handles.push(h),
+                Err(_) => {
+                    for i in (t..n).step_by(threads) {
+                        results[i] = Some(run(i));
+                    }
+                }
+            }
+        }
+        for i in (0..n).step_by(threads) {
+            results[i] = Some(run(i));
+        }
+        for h in handles {
+            if let Ok(done) = h.join() {
+                for (i, r) in done {
+                    results[i] = Some(r);
+                }
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(io::Error::other("sync thread failed"))))
+        .collect()
+}
+
+/// A chunk is durable: a new segment file stops being provisional.
+fn settle(env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk) {
+    if chunk.new_segment {
+        let path = log_path(&env.dir, chunk.seg_base);
+        we.stale.retain(|p| *p != path);
+    }
+}
+
+/// Fails a chunk and those after it: answers their waiters, drops the file handle (the
+/// next write re-opens the file and truncates it to its committed length) and removes a
+/// provisional new segment file.
+fn fail_chunks(
+    shared: &Shared,
+    env: &EnvLog,
+    we: &mut WriterEnv,
+    chunk: Chunk,
+    rest: VecDeque<Chunk>,
+    e: &io::Error,
+) {
+    error!(env = %env.id, segment = chunk.seg_base, error = %e, "log write failed; failing this round's appends");
+    we.active = None;
+    if let Err(e) = clean_stale(shared, env, we) {
+        warn!(env = %env.id, error = %e, "could not yet remove an aborted segment file");
+    }
+    let msg = format!("log write failed: {e}");
+    chunk.fail(shared, &msg);
+    for c in rest {
+        c.fail(shared, &msg);
+    }
 }
 
 /// The write handle of the active segment, (re)opened if needed. A freshly opened file
