@@ -816,3 +816,156 @@ fn decode_throughput() {
     );
     assert_eq!(n, 5000 * rounds);
 }
+
+/// End-to-end throughput over HTTP (gzip batches of 5000, 4 concurrent senders); run with
+/// `cargo test -p sluice --release --lib receiver::tests::http_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn http_throughput() {
+    let rx = rx().await;
+    let imps: Vec<OwnedImpression> = (0..5000)
+        .map(|i| imp(i, ["prod", "staging"][i % 2], &format!("flag-{}", i % 50)))
+        .collect();
+    let body = bytes::Bytes::from(gz(&json(&imps)));
+    let url = rx.url("/hook");
+    let per_sender = 50;
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..4 {
+        let (c, url, body) = (client(), url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_sender {
+                let id = format!("{s}-{i}");
+                let r = c
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("content-encoding", "gzip")
+                    .header("webhook-id", id)
+                    .header("webhook-timestamp", "1700000000")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let s = rx.stats();
+    println!(
+        "{} impressions over HTTP in {secs:.2}s: {:.0}/s",
+        s.unique_impressions,
+        s.unique_impressions as f64 / secs
+    );
+    assert_eq!(s.unique_impressions, 5000 * 4 * per_sender);
+    rx.shutdown().await;
+}
+
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ReceiverArgs,
+}
+
+fn cli(args: &[&str]) -> Result<ReceiverArgs, clap::Error> {
+    use clap::Parser as _;
+    Cli::try_parse_from([&["receiver"], args].concat()).map(|c| c.args)
+}
+
+#[test]
+fn cli_arguments_choose_the_mode() {
+    use clap::CommandFactory as _;
+    Cli::command().debug_assert();
+    let a = cli(&[]).unwrap();
+    assert_eq!(a.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(a.mode(), FaultMode::Ok);
+    assert!(!a.config().keep_impressions);
+    let cases: [(&[&str], FaultMode); 8] = [
+        (&["--fail-status", "503"], FaultMode::Status(503)),
+        (&["--hang"], FaultMode::Hang),
+        (
+            &["--slow-ms", "250"],
+            FaultMode::Slow(Duration::from_millis(250)),
+        ),
+        (
+            &["--flaky-percent", "30"],
+            FaultMode::Flaky {
+                fail_percent: 30,
+                status: 500,
+            },
+        ),
+        (
+            &["--flaky-percent", "5", "--fail-status", "502"],
+            FaultMode::Flaky {
+                fail_percent: 5,
+                status: 502,
+            },
+        ),
+        (
+            &["--huge-response-bytes", "1000"],
+            FaultMode::HugeBody { bytes: 1000 },
+        ),
+        (
+            &["--retry-after", "9"],
+            FaultMode::Retry {
+                status: 503,
+                after_secs: 9,
+            },
+        ),
+        (
+            &["--retry-after", "9", "--fail-status", "429"],
+            FaultMode::Retry {
+                status: 429,
+                after_secs: 9,
+            },
+        ),
+    ];
+    for (args, mode) in cases {
+        assert_eq!(cli(args).unwrap().mode(), mode, "{args:?}");
+    }
+    let a = cli(&[
+        "--listen",
+        "0.0.0.0:1234",
+        "--secret",
+        "s",
+        "--keep",
+        "--quiet",
+    ])
+    .unwrap();
+    let cfg = a.config();
+    assert_eq!(cfg.secret.as_deref(), Some("s"));
+    assert!(cfg.keep_impressions && cfg.quiet);
+    for bad in [
+        &["--hang", "--slow-ms", "5"][..],
+        &["--fail-status", "42"],
+        &["--flaky-percent", "101"],
+        &["--huge-response-bytes", "5", "--fail-status", "500"],
+        &["--listen", "nowhere"],
+    ] {
+        assert!(cli(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn summary_line_mentions_what_matters() {
+    let mut s = Stats {
+        requests: 10,
+        unique_batches: 8,
+        duplicate_batches: 1,
+        unique_impressions: 4000,
+        duplicate_impressions: 500,
+        bad_signatures: 1,
+        ..Stats::default()
+    };
+    s.per_environment.insert("prod".into(), 3000);
+    s.per_environment.insert("staging".into(), 1000);
+    let prev = Stats::default();
+    let line = super::cli::summary(&s, Some((&prev, Duration::from_secs(2))));
+    assert_eq!(
+        line,
+        "requests 10  batches 8 (dup 1)  impressions 4000 unique, 500 dup (2000/s)  bad sig 1  envs: prod=3000 staging=1000"
+    );
+}
