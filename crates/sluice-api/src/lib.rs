@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod ops;
 pub mod rate;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/projects/{id}", get(prj::get).put(prj::update).delete(prj::delete))
         .route("/v1/environments", get(env::list).post(env::create))
         .route("/v1/environments/{id}", get(env::get).put(env::update).delete(env::delete))
+        .route("/v1/environments/{id}/impressions", get(export::export))
         .route("/v1/integrations", get(int::list).post(int::create))
         .route("/v1/integrations/{id}", get(int::get).put(int::update).delete(int::delete))
         .route("/v1/integrations/{id}/status", get(int::status))

@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub ingest_rate_limit: u32,
     /// Requests in flight at most for all failing/probing integrations together.
     pub degraded_concurrency: usize,
+    /// Size of the log's segment files in bytes (default: the log's, 64 MiB).
+    pub segment_bytes: Option<u64>,
     /// Admin token; default: `SLUICE_ADMIN_TOKEN`, else generated into the data dir.
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -59,6 +61,7 @@ impl Default for ServeOptions {
             max_storage_bytes: 0,
             ingest_rate_limit: 0,
             degraded_concurrency: 32,
+            segment_bytes: None,
             admin_token: None,
             banner: true,
         }
@@ -145,6 +148,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     let log_opts = LogOptions {
         retention_ms: (opts.retention_hours.max(1) * 3600 * 1000) as i64,
         max_total_bytes: (opts.max_storage_bytes > 0).then_some(opts.max_storage_bytes),
+        segment_bytes: opts.segment_bytes.unwrap_or(LogOptions::default().segment_bytes),
         ..LogOptions::default()
     };
     let seg_log = Arc::new(SegmentLog::open(&opts.data_dir.join("log"), log_opts).context("opening the impression log")?);
