@@ -108,11 +108,19 @@ pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
     let mut last = rx.stats();
     let mut last_mode = rx.mode();
     let mut last_at = Instant::now();
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            // Without a signal handler there is nothing to wait for: run until killed.
+            say(&format!(
+                "cannot listen for Ctrl-C ({e}); stop the receiver with a signal"
+            ));
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            () = &mut ctrl_c => break,
             _ = tick.tick() => {
                 if args.quiet {
                     continue;
