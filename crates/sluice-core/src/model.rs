@@ -266,6 +266,13 @@ impl Integration {
     }
 }
 
+/// The digest an SDK key is looked up by. Looking keys up by digest means the lookup's
+/// timing depends on the digest, not on how much of a secret key a guess got right.
+pub fn key_digest(key: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,9 +331,3 @@ mod tests {
     }
 }
 
-/// The digest an SDK key is looked up by. Looking keys up by digest means the lookup's
-/// timing depends on the digest, not on how much of a secret key a guess got right.
-pub fn key_digest(key: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(key.as_bytes()).into()
-}

@@ -40,7 +40,21 @@ struct Write {
 /// The redb-backed [`MetaStore`].
 pub struct RedbMeta {
     db: Arc<Database>,
-    tx: mpsc::Sender<Write>,
+    /// `None` only while dropping.
+    tx: Option<mpsc::Sender<Write>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RedbMeta {
+    /// Stops the writer thread and waits for it, so the database file (and its lock) is
+    /// released when the store is dropped, not some time later: a restart in the same
+    /// process can open it right away.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 /// Most writes folded into one transaction.
@@ -58,16 +72,18 @@ impl RedbMeta {
         }
         let (tx, rx) = mpsc::channel::<Write>();
         let writer_db = db.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sluice-meta-writer".into())
             .spawn(move || writer_loop(&writer_db, &rx))
             .map_err(StoreError::Io)?;
-        Ok(RedbMeta { db, tx })
+        Ok(RedbMeta { db, tx: Some(tx), writer: Some(writer) })
     }
 
     async fn submit(&self, bucket: Bucket, key: &str, op: Op, expect: Expect) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("metadata writer stopped".into()))?
             .send(Write { bucket, key: key.to_owned(), op, expect, reply })
             .map_err(|_| StoreError::Unavailable("metadata writer stopped".into()))?;
         rx.await.map_err(|_| StoreError::Unavailable("metadata writer stopped".into()))?
@@ -94,12 +110,18 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Write>) {
     }
 }
 
+type Reply = oneshot::Sender<Result<u64, StoreError>>;
+
+/// Applies one group of writes in one transaction. Each write's condition is checked in
+/// order; if the commit itself fails, every writer of the group is told so.
 fn commit_group(db: &Database, group: Vec<Write>) {
-    let result = (|| -> Result<Vec<(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>)>, StoreError> {
+    let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
+    let mut outcomes: Vec<Result<u64, StoreError>> = Vec::with_capacity(group.len());
+    let applied = (|| -> Result<(), StoreError> {
         let mut txn = db.begin_write().map_err(meta_err)?;
         txn.set_durability(Durability::Immediate).map_err(meta_err)?;
-        let mut replies = Vec::with_capacity(group.len());
         for w in group {
+            replies.push(w.reply);
             let mut t = txn.open_table(table(w.bucket)).map_err(meta_err)?;
             let current = t.get(w.key.as_str()).map_err(meta_err)?.and_then(|g| split_value(g.value()));
             let ok = match (w.expect, &current) {
@@ -126,22 +148,22 @@ fn commit_group(db: &Database, group: Vec<Write>) {
                     }
                 }
             };
-            replies.push((w.reply, outcome));
+            outcomes.push(outcome);
         }
-        txn.commit().map_err(meta_err)?;
-        Ok(replies)
+        txn.commit().map_err(meta_err)
     })();
-    match result {
-        Ok(replies) => {
-            for (reply, outcome) in replies {
+    match applied {
+        Ok(()) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
         }
         Err(e) => {
-            // The transaction was dropped (aborted); nobody in the group was written.
+            // The transaction was aborted: nothing of this group was written.
             tracing::error!(error = %e, "metadata commit failed");
-            // `group` was consumed; the reply senders were dropped with the closure, so
-            // every waiter sees "writer stopped" for this round, mapped to Unavailable.
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(format!("metadata commit failed: {e}"))));
+            }
         }
     }
 }
