@@ -2,13 +2,17 @@
 //!
 //! Each environment is hashed onto one of a small fixed number of writer threads. A
 //! writer blocks for the next command, then drains everything else already queued (a
-//! *round*). For each environment in the round it encodes all entries into one buffer,
-//! writes it with one positional write per segment file touched, `fdatasync`s that file
-//! once, and only then publishes the entries to readers (index, end offset, watch
-//! channel) and completes the waiters. Appends that arrive while a round is syncing
-//! simply form the next round, so concurrent appends share fsyncs.
+//! *round*). For each environment in the round it encodes all entries into one buffer and
+//! writes it with one positional write per segment file touched; then it `fdatasync`s
+//! every touched file once (the files of different environments concurrently, so the
+//! file system can share journal commits among them), and only then publishes the
+//! entries to readers (index, end offset, watch channel) and completes the waiters.
+//! Appends that arrive while a round is syncing form the next round, so concurrent
+//! appends share fsyncs.
 //!
-//! Rolling to a new segment creates the file, writes, syncs it, then syncs the directory.
+//! Rolling to a new segment first makes the old segment durable (a sealed segment is
+//! always complete on disk before its successor holds data), then creates the new file,
+//! writes and syncs it, then syncs the directory.
 //! A failed write or sync answers the affected waiters [`StoreError::Unavailable`],
 //! publishes nothing, drops the file handle (the next round re-opens it and truncates it
 //! back to its committed length before writing) and schedules an aborted new segment
