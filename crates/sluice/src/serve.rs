@@ -145,6 +145,7 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 /// Opens storage and starts serving. Returns once the listener is bound.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
+    let lock = lock_data_dir(&opts.data_dir)?;
     let log_opts = LogOptions {
         retention_ms: (opts.retention_hours.max(1) * 3600 * 1000) as i64,
         max_total_bytes: (opts.max_storage_bytes > 0).then_some(opts.max_storage_bytes),
@@ -210,8 +211,28 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         task_engine.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), engine_task).await;
         task_log.close();
+        drop(lock);
     });
     Ok(Server { addr, admin_token: token, engine, log: seg_log, stop: stop_tx, task })
+}
+
+/// Holds an exclusive lock on `DATA_DIR/LOCK` for the server's life: two processes
+/// writing one log would corrupt it. The OS releases the lock if the process dies.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another sluice is already using the data dir {}", dir.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
 }
 
 async fn signal() {
