@@ -224,6 +224,26 @@ impl Worker {
             c.pending = None;
             changed = true;
         }
+        // Positions past the end of the log (its tail was lost, e.g. cut on recovery after a
+        // storage failure) would silently skip the impressions appended there from now on.
+        for env in &self.integ.environments {
+            let next = self.ctx.log.bounds(env).await?.next;
+            if let Some(o) = c.offsets.get_mut(env)
+                && *o > next
+            {
+                tracing::warn!(integration = %self.integ.id, env = %env, cursor = *o, log_end = next, "delivery position is past the end of the log; resuming at its end");
+                *o = next;
+                changed = true;
+            }
+            if let Some(p) = &c.pending
+                && p.env == *env
+                && p.to > next
+            {
+                tracing::warn!(integration = %self.integ.id, env = %env, batch = %p.id, to = p.to, log_end = next, "pending batch reaches past the end of the log; rebuilding it");
+                c.pending = None;
+                changed = true;
+            }
+        }
         if changed {
             cursor::save(meta, &self.integ.id, &c).await?;
         }
@@ -241,7 +261,20 @@ impl Worker {
             {
                 return Ok(Ok(b));
             }
-            let entries = self.ctx.log.read(&p.env, p.from, (p.to - p.from) as usize).await?;
+            // The pinned range may start inside an entry (the previous batch ended there), and
+            // one read stops once it has `max_records` impressions counting all of that first
+            // entry (or at its byte budget): read on until the whole range is covered.
+            let mut entries = Vec::new();
+            let mut at = p.from;
+            while at < p.to {
+                let chunk = self.ctx.log.read(&p.env, at, (p.to - at) as usize).await?;
+                let Some(end) = chunk.last().map(|e| e.end_offset()) else { break };
+                entries.extend(chunk.into_iter().filter(|e| e.end_offset() > at && e.base_offset < p.to));
+                if end <= at {
+                    break;
+                }
+                at = end;
+            }
             let body = self.encode(&p.env, entries, p.from, p.to).await;
             return Ok(Ok(Batch { pending: p, body }));
         }
