@@ -59,6 +59,11 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest)
         .merge(ops)
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        // A known route with the wrong method is a JSON error too, not an empty 405.
+        .method_not_allowed_fallback(|| async {
+            let status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            error::ApiError::new(status, "method not allowed", "this route does not accept that method")
+        })
         // Bodies are read by `body::read_body` with its own limits and JSON errors.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
