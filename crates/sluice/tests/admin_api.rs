@@ -785,6 +785,83 @@ async fn private_destinations_are_refused_at_configuration_time() {
 }
 
 #[tokio::test]
+async fn host_names_resolving_to_private_addresses_are_refused_at_configuration_time() {
+    let s = Sluice::start_with(|o| o.allow_private_destinations = false).await;
+    s.environment("prod", "Production", SDK_KEY).await;
+    let rx = receiver(FaultMode::Ok).await;
+    let port = rx.addr().port();
+    let mut checked = 0;
+    // Names this machine resolves (from /etc/hosts) to loopback: only checkable where they do.
+    for name in ["vm", "runsc", "localhost.", "LOCALHOST", "api.localhost"] {
+        let resolved: Vec<std::net::IpAddr> = match tokio::net::lookup_host((name, port)).await {
+            Ok(a) => a.map(|a| a.ip()).collect(),
+            Err(_) => continue,
+        };
+        if resolved.is_empty() || !resolved.iter().all(|ip| ip.is_loopback()) {
+            continue;
+        }
+        checked += 1;
+        let url = format!("http://{name}:{port}/hook");
+        let body = json!({ "id": format!("n{checked}"), "name": "x", "url": url, "environments": ["prod"] });
+        s.admin_as(Method::POST, "/v1/integrations", Some(TOKEN), Some(body))
+            .await
+            .assert_error(400, &url);
+    }
+    assert!(
+        checked > 0,
+        "no loopback host name to check on this machine"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn private_destinations_are_refused_at_connect_time_too() {
+    // Configured while private destinations were allowed; then sluice restarts without
+    // that permission: the stored integration must not reach the loopback receiver.
+    let mut s = Sluice::start().await;
+    s.environment("prod", "Production", SDK_KEY).await;
+    let rx = receiver(FaultMode::Ok).await;
+    s.integration("int", &rx.url("/hook"), &["prod"], json!({}))
+        .await;
+    assert_eq!(s.send_bulk(SDK_KEY, &bulk("flag", "before", 2)).await, 200);
+    if let Err(st) = rx.wait_until(T, |st| st.unique_impressions >= 2).await {
+        panic!("allowed delivery failed: {st:?}");
+    }
+    let tmp = s.stop().await;
+    let dir = s.dir.clone();
+    let s = Sluice::start_in(&dir, |o| o.allow_private_destinations = false).await;
+    assert_eq!(s.send_bulk(SDK_KEY, &bulk("flag", "after", 3)).await, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rx.stats().unique_impressions,
+        2,
+        "delivered to a loopback address without permission"
+    );
+    let st = s.status("int").await;
+    assert_eq!(st["lagImpressions"], 3, "kept, not lost: {st}");
+    assert!(st["failedAttempts"].as_u64().unwrap() >= 1, "{st}");
+    let err = st["lastError"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        err.contains("public")
+            || err.contains("private")
+            || err.contains("loopback")
+            || err.contains("refused"),
+        "{st}"
+    );
+    // The test endpoint is refused as well.
+    let v = s.post_admin("/v1/integrations/int/test", json!({})).await;
+    assert_eq!(v["delivered"], false, "{v}");
+    assert_eq!(
+        rx.stats().requests,
+        1,
+        "a refused destination was contacted: {:?}",
+        rx.requests()
+    );
+    drop(tmp);
+}
+
+#[tokio::test]
 async fn operational_routes() {
     let s = Sluice::start().await;
     s.environment("prod", "Production", SDK_KEY).await;
@@ -871,10 +948,18 @@ async fn unknown_routes_are_404_json() {
             .await
             .assert_error(404, &format!("{m} {p} without token"));
     }
+    // A known route with the wrong method: 405, still a JSON error.
+    for (m, p) in [
+        (Method::PATCH, "/v1/projects"),
+        (Method::GET, "/api/testImpressions/bulk"),
+        (Method::DELETE, "/v1/impressions"),
+    ] {
+        let a = s.admin_as(m.clone(), p, Some(TOKEN), None).await;
+        a.assert_error(405, &format!("{m} {p}"));
+    }
 }
 
 #[tokio::test]
-#[ignore = "BUG (missing feature): GET /v1/environments/{id}/impressions (export) and POST /v1/integrations/{id}/replay (SPEC §4) are not routed in crates/sluice-api/src/lib.rs; both answer 404 \"no such route\" with or without the admin token"]
 async fn export_and_replay_routes_exist_behind_the_admin_token() {
     let s = Sluice::start().await;
     let rx = receiver(FaultMode::Ok).await;
@@ -897,6 +982,11 @@ async fn export_and_replay_routes_exist_behind_the_admin_token() {
             .await
             .assert_error(401, &format!("{m} {p} without token"));
         let a = s.admin_as(m.clone(), p, Some(TOKEN), body).await;
-        assert_eq!(a.status, 200, "{m} {p}: {}", a.body);
+        assert!(
+            a.status == 200 || a.status == 202,
+            "{m} {p}: {} {}",
+            a.status,
+            a.body
+        );
     }
 }
