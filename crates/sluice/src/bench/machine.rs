@@ -1,0 +1,223 @@
+//! What the figures were measured on: the machine, the disk under the data directory, the
+//! commit and the build profile.
+
+use super::CommonArgs;
+use super::report::{self, Table};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The parent of the server's data directory.
+pub fn data_parent(c: &CommonArgs) -> PathBuf {
+    c.data_dir.clone().unwrap_or_else(std::env::temp_dir)
+}
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub date: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub mem_total: String,
+    pub kernel: String,
+    pub commit: String,
+    pub profile: &'static str,
+    pub data_dir: PathBuf,
+    pub data_fs: String,
+    /// fdatasync latency of a 4 KiB append and of a 1 MiB append: (p50, p99) each.
+    pub fsync_4k: Option<(Duration, Duration)>,
+    pub fsync_1m: Option<(Duration, Duration)>,
+}
+
+impl Machine {
+    pub async fn detect(c: &CommonArgs) -> Machine {
+        let data_dir = data_parent(c);
+        let probe_dir = data_dir.clone();
+        let (fsync_4k, fsync_1m) = if c.no_fsync_probe {
+            (None, None)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                (
+                    fsync_probe(&probe_dir, 4096, 100).ok(),
+                    fsync_probe(&probe_dir, 1 << 20, 30).ok(),
+                )
+            })
+            .await
+            .unwrap_or((None, None))
+        };
+        Machine {
+            date: utc_now(),
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: cpu_model(),
+            mem_total: mem_total(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
+            commit: git_commit(),
+            profile: if cfg!(debug_assertions) {
+                "debug (figures NOT meaningful: use --release)"
+            } else {
+                "release"
+            },
+            data_fs: filesystem_of(&data_dir),
+            data_dir,
+            fsync_4k,
+            fsync_1m,
+        }
+    }
+
+    pub fn print(&self) {
+        report::title("Machine");
+        let lat = |v: Option<(Duration, Duration)>| {
+            v.map_or_else(
+                || "not measured".to_owned(),
+                |(p50, p99)| format!("p50 {}  p99 {}", report::ms(p50), report::ms(p99)),
+            )
+        };
+        Table::new()
+            .row("date (UTC)", &self.date)
+            .row("commit", &self.commit)
+            .row(
+                "build",
+                format!("sluice {} {}", env!("CARGO_PKG_VERSION"), self.profile),
+            )
+            .row("cpus (nproc)", self.cpus.to_string())
+            .row("cpu model", &self.cpu_model)
+            .row("memory", &self.mem_total)
+            .row("kernel", &self.kernel)
+            .row(
+                "data dir",
+                format!("{} ({})", self.data_dir.display(), self.data_fs),
+            )
+            .row("fdatasync, 4 KiB append", lat(self.fsync_4k))
+            .row("fdatasync, 1 MiB append", lat(self.fsync_1m))
+            .print();
+        if cfg!(debug_assertions) {
+            eprintln!(
+                "warning: this is a debug build; build with `cargo build --release -p sluice` for real figures"
+            );
+        }
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or_else(|| "unknown".into(), |kb| report::bytes(kb * 1024.0))
+}
+
+/// `git rev-parse` of the working directory's repository, `-dirty` when tracked files differ.
+fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(c) if !c.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{c}-dirty (uncommitted changes in the tree)")
+            } else {
+                c
+            }
+        }
+        _ => "unknown (not run inside the git checkout)".into(),
+    }
+}
+
+/// The filesystem type and device of the mount holding `path`, from `/proc/mounts`.
+fn filesystem_of(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return "unknown fs".into();
+    };
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let mnt = f[1].replace("\\040", " ");
+        if path.starts_with(&mnt) && best.as_ref().is_none_or(|(l, _)| mnt.len() > *l) {
+            best = Some((mnt.len(), format!("{} on {}", f[2], f[0])));
+        }
+    }
+    best.map_or_else(|| "unknown fs".into(), |(_, s)| s)
+}
+
+/// Appends `size` bytes and `fdatasync`s, `n` times, in a scratch file under `dir`.
+fn fsync_probe(dir: &Path, size: usize, n: usize) -> std::io::Result<(Duration, Duration)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!(".sluice-bench-fsync-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let buf = vec![0x5au8; size];
+        let mut lat = Vec::with_capacity(n);
+        let mut pos = 0u64;
+        for _ in 0..n {
+            let t = Instant::now();
+            f.write_all_at(&buf, pos)?;
+            f.sync_data()?;
+            lat.push(t.elapsed());
+            pos += size as u64;
+        }
+        f.flush()?;
+        lat.sort();
+        let q = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+        Ok((q(0.5), q(0.99)))
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
