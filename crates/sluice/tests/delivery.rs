@@ -740,6 +740,79 @@ async fn failed_batches_are_delivered_later_in_order_nothing_lost() {
 }
 
 #[tokio::test]
+async fn a_kept_batch_spanning_requests_is_resent_whole_after_a_restart() {
+    // A failed batch is kept (pinned by offset range); when its worker restarts (here: a
+    // configuration change) it is rebuilt from the log and must hold exactly that range,
+    // even when it starts inside one stored request and ends two requests later.
+    let s = sluice_with_env().await;
+    let rx = receiver(FaultMode::Ok).await;
+    let put = |changes: Value| {
+        let s = &s;
+        async move {
+            let mut cfg = s.get_admin("/v1/integrations/int").await;
+            for (k, v) in changes.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+            let (code, v) = s
+                .admin(reqwest::Method::PUT, "/v1/integrations/int", Some(cfg))
+                .await;
+            assert_eq!(code, 200, "{v}");
+        }
+    };
+    s.integration(
+        "int",
+        &rx.url("/hook"),
+        &[ENV],
+        json!({ "flushIntervalMs": 1500, "maxBatchImpressions": 7 }),
+    )
+    .await;
+    ingest(&s, &bulk_range("flag", "k", 0, 10)).await; // offsets 0..10
+    wait_unique(&rx, 7).await; // the first batch: 0..7; the cursor is now inside the first request
+    s.post_admin("/v1/integrations/int/pause", json!({})).await;
+    ingest(&s, &bulk_range("flag", "k", 10, 5)).await; // 10..15
+    ingest(&s, &bulk_range("flag", "k", 15, 5)).await; // 15..20
+    put(json!({ "maxBatchImpressions": 50 })).await;
+    rx.set_mode(FaultMode::Status(500));
+    s.post_admin("/v1/integrations/int/resume", json!({})).await;
+    wait_requests(&rx, 3).await; // batch 7..20 failed (attempt and retry)
+    let failed = rx.requests()[1].clone();
+    assert_eq!(failed.status, Some(500));
+    put(json!({ "name": "renamed" })).await; // restart: the kept batch is rebuilt from the log
+    rx.set_mode(FaultMode::Ok);
+    let st = wait_unique(&rx, 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.stats().unique_impressions, 20, "{st:?}");
+    let keys: Vec<String> = rx
+        .impressions()
+        .iter()
+        .map(|i| i.impression.key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        (0..20).map(|i| format!("k-{i:05}")).collect::<Vec<_>>(),
+        "lost or reordered impressions"
+    );
+    let ok: Vec<_> = rx
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == Some(200))
+        .collect();
+    assert_eq!(
+        ok[1].webhook_id, failed.webhook_id,
+        "the kept batch keeps its id"
+    );
+    assert_eq!(
+        ok[1].impressions,
+        Some(13),
+        "the kept batch 7..20 is resent whole: {ok:?}"
+    );
+    wait_status(&s, "int", |st| {
+        st["lagImpressions"] == 0 && st["deliveredImpressions"] == 20
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn flush_interval_is_respected() {
     let s = sluice_with_env().await;
     let rx = receiver(FaultMode::Ok).await;
