@@ -216,6 +216,16 @@ async fn malformed_and_invalid_bodies_are_rejected_and_store_nothing() {
         case("invalid gzip", BULK, b"this is not gzip".to_vec(), 400).header("Content-Encoding", "gzip"),
         case("truncated gzip", BULK, gzip(&good_bulk("bad-30", 50))[..40].to_vec(), 400).header("Content-Encoding", "gzip"),
         case("unsupported Content-Encoding", BULK, good_bulk("bad-31", 1), 415).header("Content-Encoding", "br"),
+        // Hostile JSON: the server must answer, not crash or stall.
+        case("deeply nested JSON", BULK, "[".repeat(200_000), 400),
+        case("deeply nested JSON (native)", NATIVE, "[{\"key\":".to_owned() + &"[".repeat(200_000), 400),
+        case("invalid UTF-8 in a key", BULK, b"[{\"f\":\"flag\",\"i\":[{\"k\":\"bad-\xff\xfe\",\"t\":\"on\",\"m\":1}]}]".to_vec(), 400),
+        case("lone surrogate escape in a key", BULK, r#"[{"f":"flag","i":[{"k":"bad-\ud800","t":"on","m":1}]}]"#, 400),
+        case("trailing garbage", BULK, [good_bulk("bad-32", 2), b" [1]".to_vec()].concat(), 400),
+        case("JSON null", BULK, "null", 400),
+        json_case("m as float", BULK, json!([{ "f": "flag", "i": [{ "k": "bad-33", "t": "on", "m": 1.5 }] }]), 400),
+        json_case("m beyond i64", BULK, json!([{ "f": "flag", "i": [{ "k": "bad-34", "t": "on", "m": 1e30 }] }]), 400),
+        case("native: JSON object instead of array", NATIVE, r#"{"key":"bad-35","split":"s","treatment":"on","time":1}"#, 400),
     ];
     run_cases(&s, cases).await;
     assert_nothing_stored(&s, &rx, "bad bodies").await;
