@@ -395,6 +395,27 @@ async fn environments_crud_and_errors() {
     assert_eq!(s.send_bulk(&key, &bulk("flag", "g", 3)).await, 200);
     assert_eq!(s.stored("gen").await, 3);
 
+    // Key rotation: the new key works at once, the old one no longer does.
+    let (code, v) = s
+        .admin(
+            Method::PUT,
+            "/v1/environments/gen",
+            Some(json!({ "name": "Generated", "sdkKeys": ["sdk-key-rotated-01"] })),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        s.send_bulk("sdk-key-rotated-01", &bulk("flag", "r", 1))
+            .await,
+        200
+    );
+    assert_eq!(
+        s.send_bulk(&key, &bulk("flag", "g", 1)).await,
+        401,
+        "the rotated-out key still works"
+    );
+    assert_eq!(s.stored("gen").await, 4);
+
     // Update: rename keeps the keys.
     let (code, v) = s
         .admin(
@@ -412,6 +433,23 @@ async fn environments_crud_and_errors() {
     let rx = receiver(FaultMode::Ok).await;
     s.integration("int", &rx.url("/hook"), &["prod"], json!({}))
         .await;
+    // ...nor moved to another project.
+    s.post_admin("/v1/projects", json!({ "id": "other", "name": "Other" }))
+        .await;
+    e(
+        Method::PUT,
+        "/v1/environments/prod",
+        Some(json!({ "name": "Prod (EU)", "project": "other" })),
+    )
+    .await
+    .assert_error(
+        409,
+        "moving an environment used by an integration to another project",
+    );
+    assert_eq!(
+        s.get_admin("/v1/environments/prod").await["project"],
+        "default"
+    );
     e(Method::DELETE, "/v1/environments/prod", None)
         .await
         .assert_error(409, "deleting an environment in use");

@@ -976,6 +976,81 @@ async fn operator_pause_and_resume() {
 }
 
 #[tokio::test]
+async fn operator_pause_survives_a_restart() {
+    let mut s = sluice_with_env().await;
+    let rx = receiver(FaultMode::Ok).await;
+    s.integration("int", &rx.url("/hook"), &[ENV], json!({}))
+        .await;
+    s.post_admin("/v1/integrations/int/pause", json!({})).await;
+    ingest(&s, &bulk_range("flag", "k", 0, 4)).await;
+    let tmp = s.stop().await;
+    let dir = s.dir.clone();
+    let s = Sluice::start_in(&dir, |_| {}).await;
+    ingest(&s, &bulk_range("flag", "k", 4, 4)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        rx.stats().requests,
+        0,
+        "delivered after a restart although paused"
+    );
+    let st = s.status("int").await;
+    assert_eq!(st["state"], "paused", "{st}");
+    assert_eq!(st["lagImpressions"], 8, "{st}");
+    s.post_admin("/v1/integrations/int/resume", json!({})).await;
+    wait_unique(&rx, 8).await;
+    let keys: Vec<String> = rx
+        .impressions()
+        .iter()
+        .map(|i| i.impression.key.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        (0..8).map(|i| format!("k-{i:05}")).collect::<Vec<_>>()
+    );
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn disabled_integration_keeps_its_backlog_and_delivers_it_when_enabled() {
+    let s = sluice_with_env().await;
+    let rx = receiver(FaultMode::Ok).await;
+    s.integration("int", &rx.url("/hook"), &[ENV], json!({ "enabled": false }))
+        .await;
+    ingest(&s, &bulk_range("flag", "k", 0, 6)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rx.stats().requests, 0, "a disabled integration delivered");
+    let st = s.status("int").await;
+    for field in [
+        "state",
+        "lagImpressions",
+        "lagSeconds",
+        "deliveredImpressions",
+        "failedAttempts",
+        "pausedUntil",
+        "lastError",
+    ] {
+        assert!(st.get(field).is_some(), "status lacks {field}: {st}");
+    }
+    assert_eq!(st["state"], "disabled", "{st}");
+    assert_eq!(st["lagImpressions"], 6, "{st}");
+    assert!(st["lagSeconds"].as_f64().is_some_and(|x| x >= 0.0), "{st}");
+    let mut cfg = s.get_admin("/v1/integrations/int").await;
+    cfg["enabled"] = json!(true);
+    let (code, v) = s
+        .admin(reqwest::Method::PUT, "/v1/integrations/int", Some(cfg))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    wait_unique(&rx, 6).await;
+    let st = wait_status(&s, "int", |st| {
+        st["deliveredImpressions"] == 6 && st["lagImpressions"] == 0
+    })
+    .await;
+    assert_eq!(st["state"], "active", "{st}");
+    assert_eq!(st["failedAttempts"], 0, "{st}");
+    assert!(st["lastError"].is_null(), "{st}");
+}
+
+#[tokio::test]
 async fn test_endpoint_returns_the_receivers_answer() {
     let s = sluice_with_env().await;
     let rx = receiver(FaultMode::Ok).await;
