@@ -247,7 +247,18 @@ async fn python_sdk_impressions_are_delivered() {
             st.unique_impressions >= calls.len() as u64
         })
         .await;
-    assert!(got.is_ok(), "receiver got all impressions: {got:?}");
+    if got.is_err() {
+        let status = s.status("hook").await;
+        let (_, metrics) = s.admin(reqwest::Method::GET, "/metrics", None).await;
+        let metrics = metrics.as_str().unwrap_or_default().to_owned();
+        let ours: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("sluice_"))
+            .collect();
+        panic!(
+            "receiver got all impressions: {got:?}\nintegration status: {status}\nmetrics: {ours:#?}\nscript stdout: {stdout}\nscript stderr:\n{stderr}"
+        );
+    }
     let delivered = rx.impressions();
     assert_eq!(
         delivered.len(),

@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 import threading
+import time
 
 
 class Capture(logging.Handler):
@@ -30,10 +31,29 @@ class Capture(logging.Handler):
         )
 
 
+def wait_for_recorders(factory, timeout=10.0):
+    """Waits until the SDK's impressions recorder thread runs.
+
+    splitio_client 10.x starts its periodic recorders on threads once the SDK is ready, and a
+    recorder's stop() (which flushes) is a no-op until its thread has started: a factory
+    destroyed right after becoming ready can exit without sending its impressions. A real
+    application lives longer than that; this script waits for the thread (private attributes,
+    so with a plain one-second wait as the fallback).
+    """
+    try:
+        task = factory._sync_manager._synchronizer._split_tasks.impressions_task
+        deadline = time.monotonic() + timeout
+        while not task.is_running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    except AttributeError:
+        time.sleep(1.0)
+
+
 def main():
     args = json.loads(sys.argv[1])
     capture = Capture()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # Everything to stderr (shown when the test fails); WARNING and above also to "logs".
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     logging.getLogger().addHandler(capture)
 
     from splitio import get_factory
@@ -72,6 +92,7 @@ def main():
     treatment = client.get_treatment("user-props", flag, evaluation_options=EvaluationOptions(properties))
     calls.append({"key": "user-props", "bucketingKey": None, "treatment": treatment, "properties": properties})
 
+    wait_for_recorders(factory)
     destroyed = threading.Event()
     factory.destroy(destroyed)
     if not destroyed.wait(30):
