@@ -594,15 +594,8 @@ async fn failed_attempt_is_retried_once_after_300ms_then_waits_for_the_flush_int
         gap >= Duration::from_millis(250) && gap < Duration::from_secs(2),
         "retry came {gap:?} after the first attempt"
     );
-    // No third attempt before the flush interval has passed since the retry.
-    let until = r[1].received_at + Duration::from_millis(1700);
-    tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
-    assert_eq!(
-        rx.stats().requests,
-        2,
-        "a third attempt came before the flush interval: {:?}",
-        rx.requests()
-    );
+    // No third attempt before the flush interval has passed since the retry (judged by
+    // arrival times, so a slow test thread cannot make this flaky).
     wait_requests(&rx, 3).await;
     let r = rx.requests();
     let gap2 = r[2].received_at - r[1].received_at;
@@ -827,14 +820,6 @@ async fn flush_interval_is_respected() {
     wait_requests(&rx, 1).await;
     let t0 = rx.requests()[0].received_at;
     ingest(&s, &bulk_range("flag", "a", 3, 3)).await;
-    tokio::time::sleep((t0 + Duration::from_millis(700)).saturating_duration_since(Instant::now()))
-        .await;
-    assert_eq!(
-        rx.stats().requests,
-        1,
-        "a small batch went out before flushIntervalMs: {:?}",
-        rx.requests()
-    );
     wait_unique(&rx, 6).await;
     let r = rx.requests();
     assert_eq!(
@@ -842,7 +827,12 @@ async fn flush_interval_is_respected() {
         2,
         "the 3 waiting impressions go out as one batch: {r:?}"
     );
-    assert!(r[1].received_at - t0 >= Duration::from_millis(700));
+    // Nothing arrived within 0.7 s after the first batch (by arrival time).
+    assert!(
+        r[1].received_at - t0 >= Duration::from_millis(700),
+        "a small batch went out {:?} after the previous one, before flushIntervalMs 1500",
+        r[1].received_at - t0
+    );
 }
 
 #[tokio::test]
