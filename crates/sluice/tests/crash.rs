@@ -368,8 +368,21 @@ async fn assert_delivered(
     let missing = wait_delivered(rx, want, Duration::from_secs(15)).await;
     if !missing.is_empty() {
         let status = p.status("hook").await;
+        let (_, attempts) = p
+            .admin(reqwest::Method::GET, "/v1/integrations/hook/attempts", None)
+            .await;
+        let requests: Vec<String> = rx
+            .requests()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:?} {:?} {:?} {:?}",
+                    r.webhook_id, r.impressions, r.status, r.outcome
+                )
+            })
+            .collect();
         panic!(
-            "{what}: {} of {} impressions not delivered (e.g. {:?}); status {status}; sluice log tail:\n{}",
+            "{what}: {} of {} impressions not delivered (e.g. {:?}); status {status}\nattempts: {attempts}\nreceiver requests: {requests:#?}\nsluice log tail:\n{}",
             missing.len(),
             want.len(),
             &missing[..missing.len().min(5)],

@@ -155,8 +155,17 @@ async fn undelivered_impressions_are_delivered_after_restart_in_the_same_batch()
         200
     );
     wait_for(&rx, sent.len() as u64 + 10, "ingest after restart").await;
-    let status = s.status("hook").await;
+    // The receiver counts a batch before sluice has saved its cursor: poll briefly.
+    let mut status = s.status("hook").await;
+    for _ in 0..50 {
+        if status["lagImpressions"] == 0 && status["pendingBatch"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = s.status("hook").await;
+    }
     assert_eq!(status["lagImpressions"], 0, "{status}");
+    assert!(status["pendingBatch"].is_null(), "{status}");
     let mut s = s;
     s.stop().await;
     drop(guard);
