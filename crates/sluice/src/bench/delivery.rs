@@ -327,14 +327,23 @@ async fn drive(
         })
         .unwrap_or_default();
     let attempt_ms = (!ok.is_empty()).then(|| (ok.iter().sum::<f64>() / ok.len() as f64, ok.len()));
-    let status = server
-        .admin(
-            reqwest::Method::GET,
-            &format!("/v1/integrations/{id}/status"),
-            None,
-        )
-        .await
-        .unwrap_or(Value::Null);
+    // The receiver counts a batch before the server has saved its cursor: give the status a
+    // moment to catch up.
+    let mut status = Value::Null;
+    for _ in 0..30 {
+        status = server
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/integrations/{id}/status"),
+                None,
+            )
+            .await
+            .unwrap_or(Value::Null);
+        if !complete || status["deliveredImpressions"].as_u64() >= Some(ingested) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(DeliveryResult {
         args: a.clone(),
         ingested,
