@@ -38,8 +38,16 @@ struct Dest {
 
 const ADMIN: &str = "demo-admin-token";
 
-async fn admin(client: &reqwest::Client, base: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let mut req = client.request(method, format!("{base}{path}")).bearer_auth(ADMIN);
+async fn admin(
+    client: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut req = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(ADMIN);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -55,7 +63,10 @@ async fn admin(client: &reqwest::Client, base: &str, method: reqwest::Method, pa
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::install_crypto_provider();
     let tmp = tempfile::tempdir()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let server = serve::start(ServeOptions {
         listen: args.listen,
         data_dir,
@@ -66,9 +77,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?;
     let base = server.url("");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-    for (id, name, key) in [("web", "Web", "demo-sdk-key-web"), ("mobile", "Mobile", "demo-sdk-key-mobile")] {
-        admin(&client, &base, reqwest::Method::POST, "/v1/environments", Some(json!({"id": id, "name": name, "sdkKeys": [key]}))).await?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    for (id, name, key) in [
+        ("web", "Web", "demo-sdk-key-web"),
+        ("mobile", "Mobile", "demo-sdk-key-mobile"),
+    ] {
+        admin(
+            &client,
+            &base,
+            reqwest::Method::POST,
+            "/v1/environments",
+            Some(json!({"id": id, "name": name, "sdkKeys": [key]})),
+        )
+        .await?;
     }
     let plan: [(&str, &str, Option<FaultMode>); 6] = [
         ("analytics", "healthy", None),
@@ -80,17 +103,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ];
     let mut dests = Vec::new();
     for (id, role, fault) in plan {
-        let r = receiver::start(ReceiverConfig { quiet: true, mode: fault.clone().unwrap_or(FaultMode::Ok), ..ReceiverConfig::default() }).await?;
+        let r = receiver::start(ReceiverConfig {
+            quiet: true,
+            mode: fault.clone().unwrap_or(FaultMode::Ok),
+            ..ReceiverConfig::default()
+        })
+        .await?;
         let body = json!({
             "id": id, "name": id, "url": r.url("/hook"), "environments": ["web", "mobile"],
             "flushIntervalMs": 1000,
             "protection": {"initialCooldownMs": 2000, "maxCooldownMs": 10000, "requestTimeoutMs": 3000}
         });
-        admin(&client, &base, reqwest::Method::POST, "/v1/integrations", Some(body)).await?;
-        dests.push(Dest { id, role, receiver: r, fault });
+        admin(
+            &client,
+            &base,
+            reqwest::Method::POST,
+            "/v1/integrations",
+            Some(body),
+        )
+        .await?;
+        dests.push(Dest {
+            id,
+            role,
+            receiver: r,
+            fault,
+        });
     }
     println!("sluice demo — server {base}  (dashboard: {base}/  admin token: {ADMIN})");
-    println!("SDK traffic: {} impressions/s on environments web and mobile; 2 of 6 destinations fail until t={}s\n", args.rate, args.heal_after);
+    println!(
+        "SDK traffic: {} impressions/s on environments web and mobile; 2 of 6 destinations fail until t={}s\n",
+        args.rate, args.heal_after
+    );
 
     // Simulated SDK traffic: 10 requests a second, alternating environments.
     let traffic = {
@@ -104,8 +147,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 seq += 1;
-                let key = if seq % 2 == 0 { "demo-sdk-key-web" } else { "demo-sdk-key-mobile" };
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                let key = if seq.is_multiple_of(2) {
+                    "demo-sdk-key-web"
+                } else {
+                    "demo-sdk-key-mobile"
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
                 let groups: Vec<Value> = flags
                     .iter()
                     .map(|f| {
@@ -144,13 +194,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         }
         let mut out = String::new();
-        out.push_str(&format!("\x1b[2J\x1b[H sluice demo  t={t:>3}s   dashboard {base}/   (Ctrl-C to stop)\n"));
-        out.push_str(if healed { " failing destinations have HEALED: watch their backlog drain\n\n" } else { " two destinations are failing: watch them pause while the others stay on time\n\n" });
-        out.push_str(&format!(" {:<14} {:<12} {:<9} {:>10} {:>8} {:>12} {:>8}  {}\n", "integration", "destination", "state", "lag (imp)", "lag (s)", "delivered", "failed", "last error"));
+        out.push_str(&format!(
+            "\x1b[2J\x1b[H sluice demo  t={t:>3}s   dashboard {base}/   (Ctrl-C to stop)\n"
+        ));
+        out.push_str(if healed {
+            " failing destinations have HEALED: watch their backlog drain\n\n"
+        } else {
+            " two destinations are failing: watch them pause while the others stay on time\n\n"
+        });
+        out.push_str(&format!(
+            " {:<14} {:<12} {:<9} {:>10} {:>8} {:>12} {:>8}  {}\n",
+            "integration",
+            "destination",
+            "state",
+            "lag (imp)",
+            "lag (s)",
+            "delivered",
+            "failed",
+            "last error"
+        ));
         for d in &dests {
-            let st = admin(&client, &base, reqwest::Method::GET, &format!("/v1/integrations/{}/status", d.id), None).await.unwrap_or(Value::Null);
-            let role = if healed && d.fault.is_some() { "healed" } else { d.role };
-            let err = st["lastError"].as_str().unwrap_or("").chars().take(40).collect::<String>();
+            let st = admin(
+                &client,
+                &base,
+                reqwest::Method::GET,
+                &format!("/v1/integrations/{}/status", d.id),
+                None,
+            )
+            .await
+            .unwrap_or(Value::Null);
+            let role = if healed && d.fault.is_some() {
+                "healed"
+            } else {
+                d.role
+            };
+            let err = st["lastError"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(40)
+                .collect::<String>();
             out.push_str(&format!(
                 " {:<14} {:<12} {:<9} {:>10} {:>8.1} {:>12} {:>8}  {}\n",
                 d.id,
