@@ -676,6 +676,64 @@ async fn retry_after_is_honoured_and_capped_at_the_max_cooldown() {
 }
 
 #[tokio::test]
+async fn only_200_is_delivered_and_redirects_are_not_followed() {
+    let s = sluice_with_env().await;
+    let cap = Capture::start(204).await;
+    let target = Capture::start(200).await;
+    s.integration(
+        "int",
+        &cap.url("/hook"),
+        &[ENV],
+        // No protection pause in this test: every attempt counts.
+        json!({ "flushIntervalMs": 300, "protection": { "window": 100, "minAttempts": 100 } }),
+    )
+    .await;
+    ingest(&s, &bulk_range("flag", "k", 0, 4)).await;
+    // 204 No Content is not 200: a failure, retried with the same id.
+    let reqs = cap.wait_for(2, T).await;
+    let id = reqs[0].header("webhook-id").unwrap();
+    assert_eq!(reqs[1].header("webhook-id").as_deref(), Some(id.as_str()));
+    let st = s.status("int").await;
+    assert_eq!(
+        st["deliveredImpressions"], 0,
+        "a 204 counted as delivered: {st}"
+    );
+    assert_eq!(st["lagImpressions"], 4, "{st}");
+    // 201 and 202: failures too.
+    for code in [201, 202] {
+        cap.set_status(code);
+        let n = cap.requests().len();
+        cap.wait_for(n + 1, T).await;
+        assert_eq!(
+            s.status("int").await["deliveredImpressions"],
+            0,
+            "a {code} counted as delivered"
+        );
+    }
+    // A redirect is a failure and is not followed, even to a working endpoint.
+    cap.set_location(Some(target.url("/elsewhere")));
+    for code in [301, 302, 307, 308] {
+        cap.set_status(code);
+        let n = cap.requests().len();
+        cap.wait_for(n + 1, T).await;
+    }
+    assert!(target.requests().is_empty(), "sluice followed a redirect");
+    let st = s.status("int").await;
+    assert_eq!(st["deliveredImpressions"], 0, "{st}");
+    assert!(st["failedAttempts"].as_u64().unwrap() >= 6, "{st}");
+    // 200: delivered, under the same id.
+    cap.set_location(None);
+    cap.set_status(200);
+    wait_status(&s, "int", |st| {
+        st["deliveredImpressions"] == 4 && st["lagImpressions"] == 0
+    })
+    .await;
+    let last = cap.requests().pop().unwrap();
+    assert_eq!(last.header("webhook-id").as_deref(), Some(id.as_str()));
+    assert!(target.requests().is_empty());
+}
+
+#[tokio::test]
 async fn failed_batches_are_delivered_later_in_order_nothing_lost() {
     let s = sluice_with_env().await;
     let rx = receiver(FaultMode::Status(500)).await;

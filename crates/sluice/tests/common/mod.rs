@@ -406,6 +406,8 @@ pub struct Capture {
     pub addr: std::net::SocketAddr,
     reqs: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
     status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    /// Sent as `Location` with every answer when set (for redirect tests).
+    location: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -418,9 +420,10 @@ impl Capture {
             .await
             .expect("bind capture");
         let addr = listener.local_addr().unwrap();
-        let (r, s) = (reqs.clone(), st.clone());
+        let location: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let (r, s, l) = (reqs.clone(), st.clone(), location.clone());
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (r, s) = (r.clone(), s.clone());
+            let (r, s, l) = (r.clone(), s.clone(), l.clone());
             async move {
                 let at = std::time::Instant::now();
                 let (parts, body) = req.into_parts();
@@ -435,7 +438,11 @@ impl Capture {
                     body,
                 });
                 let code = axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
-                (code, "{}")
+                let mut headers = axum::http::HeaderMap::new();
+                if let Some(loc) = l.lock().unwrap().clone() {
+                    headers.insert("location", loc.parse().unwrap());
+                }
+                (code, headers, "{}")
             }
         });
         let task = tokio::spawn(async move {
@@ -445,6 +452,7 @@ impl Capture {
             addr,
             reqs,
             status: st,
+            location,
             task,
         }
     }
@@ -456,6 +464,11 @@ impl Capture {
     pub fn set_status(&self, status: u16) {
         self.status
             .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Answers carry `Location: url` from now on (None: no Location).
+    pub fn set_location(&self, url: Option<String>) {
+        *self.location.lock().unwrap() = url;
     }
 
     pub fn requests(&self) -> Vec<Captured> {
