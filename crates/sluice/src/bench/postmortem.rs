@@ -80,10 +80,10 @@ pub struct PostmortemArgs {
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
     /// Impressions ingested per second (each one is delivered to every integration).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 200)]
     pub rate: u32,
     /// Impressions per ingest request.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub per_request: u32,
     /// Skip run 1 (all healthy); only run the one with failing destinations.
     #[arg(long)]
