@@ -109,14 +109,21 @@ impl Worker {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::error!(integration = %self.integ.id, error = %e, "cannot load cursor; retrying");
-                    if let Wake::Stop = self.wait(Some(Instant::now() + Duration::from_secs(1))).await {
+                    if let Wake::Stop = self
+                        .wait(Some(Instant::now() + Duration::from_secs(1)))
+                        .await
+                    {
                         return;
                     }
                 }
             }
         }
-        let mut env_watches: Vec<watch::Receiver<u64>> =
-            self.integ.environments.iter().map(|e| self.ctx.log.subscribe(e)).collect();
+        let mut env_watches: Vec<watch::Receiver<u64>> = self
+            .integ
+            .environments
+            .iter()
+            .map(|e| self.ctx.log.subscribe(e))
+            .collect();
         loop {
             if self.stopped() {
                 return;
@@ -167,7 +174,10 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::warn!(integration = %self.integ.id, error = %e, "cannot prepare batch; retrying in 1s");
-                    if let Wake::Stop = self.wait(Some(Instant::now() + Duration::from_secs(1))).await {
+                    if let Wake::Stop = self
+                        .wait(Some(Instant::now() + Duration::from_secs(1)))
+                        .await
+                    {
                         return;
                     }
                     continue;
@@ -186,7 +196,10 @@ impl Worker {
                     // redelivered with the same id (at least once; receivers dedupe).
                     tracing::error!(integration = %self.integ.id, error = %e, "cannot save cursor");
                     self.cached = Some(batch);
-                    if let Wake::Stop = self.wait(Some(Instant::now() + Duration::from_secs(1))).await {
+                    if let Wake::Stop = self
+                        .wait(Some(Instant::now() + Duration::from_secs(1)))
+                        .await
+                    {
                         return;
                     }
                 }
@@ -202,7 +215,9 @@ impl Worker {
 
     async fn load_cursor(&mut self) -> Result<(), StoreError> {
         let meta = self.ctx.meta.as_ref();
-        let mut c = cursor::load(meta, &self.integ.id).await?.unwrap_or_default();
+        let mut c = cursor::load(meta, &self.integ.id)
+            .await?
+            .unwrap_or_default();
         let mut changed = false;
         if c.nonce.is_empty() {
             c.nonce = cursor::new_nonce();
@@ -247,7 +262,8 @@ impl Worker {
         if changed {
             cursor::save(meta, &self.integ.id, &c).await?;
         }
-        self.shared.with(|s| s.delivered = s.delivered.max(c.delivered));
+        self.shared
+            .with(|s| s.delivered = s.delivered.max(c.delivered));
         self.cursor = c;
         Ok(())
     }
@@ -261,20 +277,7 @@ impl Worker {
             {
                 return Ok(Ok(b));
             }
-            // The pinned range may start inside an entry (the previous batch ended there), and
-            // one read stops once it has `max_records` impressions counting all of that first
-            // entry (or at its byte budget): read on until the whole range is covered.
-            let mut entries = Vec::new();
-            let mut at = p.from;
-            while at < p.to {
-                let chunk = self.ctx.log.read(&p.env, at, (p.to - at) as usize).await?;
-                let Some(end) = chunk.last().map(|e| e.end_offset()) else { break };
-                entries.extend(chunk.into_iter().filter(|e| e.end_offset() > at && e.base_offset < p.to));
-                if end <= at {
-                    break;
-                }
-                at = end;
-            }
+            let entries = self.read_range(&p.env, p.from, p.to).await?;
             let body = self.encode(&p.env, entries, p.from, p.to).await;
             return Ok(Ok(Batch { pending: p, body }));
         }
@@ -286,10 +289,16 @@ impl Worker {
         for i in 0..n {
             let env = self.integ.environments[(self.rr + i) % n].clone();
             let bounds = self.ctx.log.bounds(&env).await?;
-            let mut from = self.cursor.offsets.get(&env).copied().unwrap_or(bounds.next);
+            let mut from = self
+                .cursor
+                .offsets
+                .get(&env)
+                .copied()
+                .unwrap_or(bounds.next);
             if from < bounds.first {
                 // Retention removed impressions this integration had not delivered.
-                self.skip(&env, from, bounds.first, None, "retention").await?;
+                self.skip(&env, from, bounds.first, None, "retention")
+                    .await?;
                 from = bounds.first;
             }
             let available = bounds.next.saturating_sub(from);
@@ -301,21 +310,39 @@ impl Worker {
                 deadline = Some(deadline.map_or(due, |d: Instant| d.min(due)));
                 continue;
             }
-            let entries = self.ctx.log.read(&env, from, max as usize).await?;
-            let Some(first) = entries.iter().find(|e| e.end_offset() > from) else { continue };
+            let entries = self
+                .read_range(&env, from, (from + max).min(bounds.next))
+                .await?;
+            let Some(first) = entries.iter().find(|e| e.end_offset() > from) else {
+                continue;
+            };
             let cutoff = crate::worker::now_ms() - self.integ.max_backlog_age_ms as i64;
             if first.ingest_ms < cutoff {
-                let to = self.ctx.log.offset_at_ingest_time(&env, cutoff).await?.max(from);
+                let to = self
+                    .ctx
+                    .log
+                    .offset_at_ingest_time(&env, cutoff)
+                    .await?
+                    .max(from);
                 let first_ms = first.ingest_ms;
-                self.skip(&env, from, to, Some((first_ms, cutoff)), "maxBacklogAge").await?;
+                self.skip(&env, from, to, Some((first_ms, cutoff)), "maxBacklogAge")
+                    .await?;
                 return Ok(Err(Some(Instant::now())));
             }
-            let end = entries.last().map_or(from, |e| e.end_offset()).min(bounds.next);
+            let end = entries
+                .last()
+                .map_or(from, |e| e.end_offset())
+                .min(bounds.next);
             let to = end.min(from + max);
             if to <= from {
                 continue;
             }
-            let pending = PendingBatch { id: self.cursor.next_batch_id(), env: env.clone(), from, to };
+            let pending = PendingBatch {
+                id: self.cursor.next_batch_id(),
+                env: env.clone(),
+                from,
+                to,
+            };
             self.cursor.pending = Some(pending.clone());
             cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
             self.rr = (self.rr + i + 1) % n;
@@ -325,7 +352,43 @@ impl Worker {
         Ok(Err(deadline))
     }
 
-    async fn encode(&self, env: &str, entries: Vec<sluice_store::StoredEntry>, from: u64, to: u64) -> EncodedBody {
+    /// The entries holding offsets `[from, to)`. One log read stops once it has
+    /// `max_records` impressions counting all of its first entry, which may start before
+    /// `from` (the previous batch ended inside it): read on until the range is covered, so
+    /// batches are full and a pinned batch is rebuilt whole.
+    async fn read_range(
+        &self,
+        env: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<sluice_store::StoredEntry>, StoreError> {
+        let mut entries = Vec::new();
+        let mut at = from;
+        while at < to {
+            let chunk = self.ctx.log.read(env, at, (to - at) as usize).await?;
+            let Some(end) = chunk.last().map(|e| e.end_offset()) else {
+                break;
+            };
+            entries.extend(
+                chunk
+                    .into_iter()
+                    .filter(|e| e.end_offset() > at && e.base_offset < to),
+            );
+            if end <= at {
+                break;
+            }
+            at = end;
+        }
+        Ok(entries)
+    }
+
+    async fn encode(
+        &self,
+        env: &str,
+        entries: Vec<sluice_store::StoredEntry>,
+        from: u64,
+        to: u64,
+    ) -> EncodedBody {
         let env_id = env.to_owned();
         let format = self.integ.effective_format();
         let gzip = self.integ.effective_gzip();
@@ -334,13 +397,25 @@ impl Worker {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "encoding task failed");
-                EncodedBody { raw: Default::default(), wire: Default::default(), gzip: false, count: 0 }
+                EncodedBody {
+                    raw: Default::default(),
+                    wire: Default::default(),
+                    gzip: false,
+                    count: 0,
+                }
             }
         }
     }
 
     /// Skips `[from, to)` of `env` (recording a gap) and moves the cursor past it.
-    async fn skip(&mut self, env: &str, from: u64, to: u64, window: Option<(i64, i64)>, reason: &str) -> Result<(), StoreError> {
+    async fn skip(
+        &mut self,
+        env: &str,
+        from: u64,
+        to: u64,
+        window: Option<(i64, i64)>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         if to <= from {
             return Ok(());
         }
@@ -361,7 +436,8 @@ impl Worker {
         tracing::warn!(integration = %self.integ.id, env, from, to, reason, "skipped backlog recorded as a gap");
         self.cursor.offsets.insert(env.to_owned(), to);
         cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
-        metrics::counter!("sluice_gap_impressions_total", "integration" => self.integ.id.clone()).increment(to - from);
+        metrics::counter!("sluice_gap_impressions_total", "integration" => self.integ.id.clone())
+            .increment(to - from);
         Ok(())
     }
 
@@ -376,8 +452,19 @@ impl Worker {
     /// One attempt, recorded in the attempts log and metrics.
     async fn attempt(&self, batch: &Batch, kind: &'static str) -> Outcome {
         let started_ms = now_ms();
-        let req = build_request(&self.integ, &batch.pending.id, &batch.body, started_ms / 1000);
-        let outcome = send(&self.client, &self.ctx.opts.policy, &req, self.ctx.opts.max_response_bytes).await;
+        let req = build_request(
+            &self.integ,
+            &batch.pending.id,
+            &batch.body,
+            started_ms / 1000,
+        );
+        let outcome = send(
+            &self.client,
+            &self.ctx.opts.policy,
+            &req,
+            self.ctx.opts.max_response_bytes,
+        )
+        .await;
         let info = AttemptInfo {
             integration_id: &self.integ.id,
             batch_id: &batch.pending.id,
@@ -396,15 +483,26 @@ impl Worker {
     async fn deliver(&mut self, batch: &Batch, probing: bool) -> bool {
         let degraded = probing || self.shared.with(|s| s.health.degraded());
         // Degraded integrations share a bounded pool; healthy ones never wait on it.
-        let _permit = if degraded { self.ctx.degraded.clone().acquire_owned().await.ok() } else { None };
-        let first = self.attempt(batch, if probing { "probe" } else { "live" }).await;
+        let _permit = if degraded {
+            self.ctx.degraded.clone().acquire_owned().await.ok()
+        } else {
+            None
+        };
+        let first = self
+            .attempt(batch, if probing { "probe" } else { "live" })
+            .await;
         let ok = first.is_delivered();
         if probing {
-            self.shared.with(|s| s.health.record_probe(ok, Instant::now(), now_ms(), jitter()));
+            self.shared.with(|s| {
+                s.health
+                    .record_probe(ok, Instant::now(), now_ms(), jitter())
+            });
             self.note_retry_after(&first);
             return ok;
         }
-        let paused = self.shared.with(|s| s.health.record(ok, Instant::now(), now_ms(), jitter()));
+        let paused = self
+            .shared
+            .with(|s| s.health.record(ok, Instant::now(), now_ms(), jitter()));
         if ok {
             return true;
         }
@@ -412,11 +510,14 @@ impl Worker {
             self.note_retry_after(&first);
             return false;
         }
-        let delay = self.retry_after_capped(&first).unwrap_or(self.ctx.opts.retry_delay);
+        let delay = self
+            .retry_after_capped(&first)
+            .unwrap_or(self.ctx.opts.retry_delay);
         sleep(delay).await;
         let second = self.attempt(batch, "retry").await;
         let ok = second.is_delivered();
-        self.shared.with(|s| s.health.record(ok, Instant::now(), now_ms(), jitter()));
+        self.shared
+            .with(|s| s.health.record(ok, Instant::now(), now_ms(), jitter()));
         if !ok {
             self.note_retry_after(&second);
         }

@@ -1181,3 +1181,24 @@ async fn attempts_endpoint_lists_attempts() {
     // Newest first.
     assert_eq!(attempts[0]["status"], 200, "{a}");
 }
+
+#[tokio::test]
+async fn batches_are_full_when_the_cursor_is_inside_a_stored_request() {
+    let s = sluice_with_env().await;
+    let rx = receiver(FaultMode::Ok).await;
+    s.integration(
+        "int",
+        &rx.url("/hook"),
+        &[ENV],
+        json!({ "flushIntervalMs": 120_000, "maxBatchImpressions": 7 }),
+    )
+    .await;
+    // Requests of 10: every batch after the first starts inside a stored request.
+    for r in 0..7 {
+        ingest(&s, &bulk_range("flag", "k", r * 10, 10)).await;
+    }
+    let st = wait_unique(&rx, 70).await;
+    assert_eq!(st.unique_impressions, 70);
+    let sizes: Vec<u64> = rx.requests().iter().filter_map(|x| x.impressions).collect();
+    assert_eq!(sizes, vec![7; 10], "every batch is full: {sizes:?}");
+}
