@@ -1014,3 +1014,27 @@ impl ChildRss {
             .map_or(0, |kb| kb * 1024)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The export benchmark (`sluice bench export`), runnable from here as well:
+// `cargo test --release -p sluice --test export -- --ignored export_benchmark --nocapture`.
+
+#[path = "../src/bench/export.rs"]
+mod export_bench;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run it on a release build"]
+async fn export_benchmark() {
+    let args = export_bench::ExportBenchArgs {
+        impressions: std::env::var("SLUICE_BENCH_IMPRESSIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000_000),
+        ..Default::default()
+    };
+    let result =
+        export_bench::run_export_bench(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &args)
+            .await
+            .expect("export benchmark");
+    result.print();
+}
