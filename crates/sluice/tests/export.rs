@@ -734,6 +734,92 @@ async fn window_at_the_edge_of_retention() {
     .await;
 }
 
+/// The export is pulled by the client: while the client does not read, the server stops
+/// reading the log (nothing runs ahead into memory), and it carries on when the client does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_holds_the_export_back() {
+    let s = Sluice::start().await;
+    s.environment("prod", "Production", KEY_PROD).await;
+    let (requests, per) = (200usize, 1000usize);
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, sent, url) = (
+            s.client.clone(),
+            sent.clone(),
+            s.url("/api/testImpressions/bulk"),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let r = sent.fetch_add(1, Ordering::Relaxed) as usize;
+                if r >= requests {
+                    break;
+                }
+                let items: Vec<Value> = (0..per)
+                    .map(|i| json!({ "k": format!("user-{r}-{i}"), "t": "on", "m": T0 + (r * per + i) as i64, "c": 1, "r": "default rule" }))
+                    .collect();
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(KEY_PROD)
+                    .header("SplitSDKVersion", "python-10.7.0")
+                    .json(&json!([{ "f": "flag-a", "i": items }]))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = (requests * per) as u64;
+    let log = s.server.as_ref().expect("running").log.clone();
+    let examined = || log.stats().scan_entries_examined;
+
+    let mut resp = get_export(&s, "prod", "format=ndjson", false).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut lines = 0u64;
+    let mut bytes = 0u64;
+    let first = resp.chunk().await.unwrap().expect("a first chunk");
+    lines += first.iter().filter(|b| **b == b'\n').count() as u64;
+    bytes += first.len() as u64;
+    // Not reading: socket buffers fill, then the export must stand still.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let paused_at = loop {
+        let before = examined();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if examined() == before {
+            break before;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the export never stopped for a client that does not read"
+        );
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        examined(),
+        paused_at,
+        "the server kept reading the log while the client was not reading"
+    );
+    assert!(
+        paused_at < requests as u64 / 2,
+        "the server read {paused_at} of {requests} log entries ahead of a client that read {bytes} bytes"
+    );
+    eprintln!("paused after {paused_at} of {requests} entries examined, {bytes} bytes read");
+    // Reading again finishes the export, complete.
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        bytes += chunk.len() as u64;
+    }
+    assert_eq!(
+        lines, total,
+        "every impression after the pause ({bytes} bytes)"
+    );
+    assert!(examined() >= requests as u64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_export_command_writes_the_file() {
     let s = Sluice::start().await;
