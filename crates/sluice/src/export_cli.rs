@@ -265,12 +265,14 @@ pub fn export_url(args: &ExportArgs) -> anyhow::Result<url::Url> {
     Ok(url)
 }
 
+/// The progress line: the total is unknown, so a spinner with counts and rates.
+const PROGRESS_TEMPLATE: &str =
+    "{spinner} exporting: {msg}, {binary_bytes} ({binary_bytes_per_sec}) [{elapsed_precise}]";
+
 fn progress_bar() -> ProgressBar {
     let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{spinner} exporting: {msg}, {binary_bytes} ({binary_bytes_per_sec}) [{elapsed_precise}]",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let style = ProgressStyle::with_template(PROGRESS_TEMPLATE)
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
     pb.set_style(style);
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
@@ -577,6 +579,11 @@ mod tests {
             "http://127.0.0.1:9/base/v1/environments/prod%20eu/impressions?from=1700000000000&to=1700000001000&split=a%26b&format=csv"
         );
         assert!(Cli::try_parse_from(["x", "--env", "e", "--from", "yesterday"]).is_err());
+    }
+
+    #[test]
+    fn progress_template_is_valid() {
+        assert!(ProgressStyle::with_template(PROGRESS_TEMPLATE).is_ok());
     }
 
     #[test]
