@@ -289,9 +289,10 @@ pub fn export_stream(
                 }
             }
             if !progressed {
-                // Cannot happen with a log that honours `after`; never loop forever on one that does not.
-                tracing::error!(env = %env, offset = cursor, "export stopped: the log scan did not advance");
-                break;
+                // Cannot happen with a log that honours `after`; never loop forever on one
+                // that does not, and never end such an export as if it were complete.
+                tracing::error!(env = %env, offset = cursor, "export aborted: the log scan did not advance");
+                Err::<(), _>(io::Error::other("the log scan did not advance"))?;
             }
         }
         rows.end(&mut raw);
