@@ -128,7 +128,16 @@ pub struct AllArgs {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     crate::install_crypto_provider();
-    match args.scenario {
+    // On Ctrl-C the scenario is dropped, which kills the child server and deletes its data
+    // directory.
+    tokio::select! {
+        r = run_scenario(args.scenario) => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    }
+}
+
+async fn run_scenario(scenario: Scenario) -> anyhow::Result<()> {
+    match scenario {
         Scenario::Ingest(a) => {
             let m = machine::Machine::detect(&a.common).await;
             m.print();
