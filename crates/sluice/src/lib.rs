@@ -4,6 +4,7 @@
 pub mod admin_cli;
 pub mod bench;
 pub mod demo;
+pub mod export_cli;
 pub mod receiver;
 pub mod serve;
 

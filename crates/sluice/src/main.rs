@@ -25,6 +25,8 @@ enum Cmd {
     Demo(sluice::demo::DemoArgs),
     /// Benchmarks (ingest and delivery throughput).
     Bench(sluice::bench::BenchArgs),
+    /// Export an environment's impressions (a time window, optional filters) to a file.
+    Export(sluice::export_cli::ExportArgs),
     /// Manage environments over the admin API.
     #[command(name = "env")]
     Env {
@@ -128,6 +130,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Receiver(a) => sluice::receiver::run(a).await,
             Cmd::Demo(a) => sluice::demo::run(a).await,
             Cmd::Bench(a) => sluice::bench::run(a).await,
+            Cmd::Export(a) => sluice::export_cli::run(a).await,
             Cmd::Env { api, cmd } => admin_cli::env_cmd(&api, cmd).await,
             Cmd::Integration { api, cmd } => admin_cli::integration_cmd(&api, cmd).await,
         }
