@@ -85,6 +85,11 @@ pub struct PostmortemArgs {
     /// Impressions per ingest request.
     #[arg(long, default_value_t = 20)]
     pub per_request: u32,
+    /// Percentage of the integrations that are "flaky" in run 2 (taken from the healthy
+    /// ones): both attempts of one batch in every 15 fail with 500, then delivery succeeds
+    /// again. Sporadic errors must not pause them; their lag is reported apart.
+    #[arg(long, default_value_t = 0)]
+    pub flaky_percent: u32,
     /// Skip run 1 (all healthy); only run the one with failing destinations.
     #[arg(long)]
     pub skip_baseline: bool,
@@ -127,6 +132,7 @@ enum Kind {
     Refuse,
     Status500,
     Slow,
+    Flaky,
 }
 
 const FAILURES: [Kind; 4] = [Kind::Hang, Kind::Refuse, Kind::Status500, Kind::Slow];
@@ -139,21 +145,25 @@ impl Kind {
             Kind::Refuse => "refuse",
             Kind::Status500 => "500",
             Kind::Slow => "slow",
+            Kind::Flaky => "flaky",
         }
     }
 }
 
 /// The failure kind of each integration in run 2: failing ones spread evenly over the
-/// index range, kinds in turn.
-fn layout(n: usize, failing_percent: u32) -> Vec<Kind> {
-    let failing = (n * failing_percent.min(100) as usize + 50) / 100;
+/// index range, kinds in turn; then flaky ones spread evenly over the healthy rest.
+fn layout(n: usize, failing_percent: u32, flaky_percent: u32) -> Vec<Kind> {
+    let spread =
+        |len: usize, pick: usize| (0..len).filter(move |&i| (i + 1) * pick / len > i * pick / len);
+    let share = |pct: u32| (n * pct.min(100) as usize + 50) / 100;
     let mut kinds = vec![Kind::Healthy; n];
-    let mut k = 0;
-    for (i, kind) in kinds.iter_mut().enumerate() {
-        if (i + 1) * failing / n > i * failing / n {
-            *kind = FAILURES[k % 4];
-            k += 1;
-        }
+    for (k, i) in spread(n, share(failing_percent)).enumerate() {
+        kinds[i] = FAILURES[k % 4];
+    }
+    let healthy: Vec<usize> = (0..n).filter(|&i| kinds[i] == Kind::Healthy).collect();
+    let flaky = share(flaky_percent).min(healthy.len());
+    for j in spread(healthy.len(), flaky) {
+        kinds[healthy[j]] = Kind::Flaky;
     }
     kinds
 }
@@ -167,6 +177,11 @@ const MODE_OK: u8 = 0;
 const MODE_HANG: u8 = 1;
 const MODE_500: u8 = 2;
 const MODE_SLOW: u8 = 3;
+const MODE_FLAKY: u8 = 4;
+/// A flaky endpoint fails the first two of every this many requests it receives (one
+/// batch's attempt and its retry; with one request per batch otherwise, that is one batch
+/// in 15).
+const FLAKY_EVERY: u64 = 16;
 
 #[derive(Default)]
 struct Received {
@@ -206,6 +221,7 @@ impl Table {
                     Kind::Hang => MODE_HANG,
                     Kind::Status500 => MODE_500,
                     Kind::Slow => MODE_SLOW,
+                    Kind::Flaky => MODE_FLAKY,
                 };
                 Endpoint {
                     kind,
@@ -260,9 +276,10 @@ async fn hook(
     let Some(ep) = t.eps.get(idx) else {
         return StatusCode::NOT_FOUND;
     };
-    ep.requests.fetch_add(1, Ordering::Relaxed);
+    let seen = ep.requests.fetch_add(1, Ordering::Relaxed);
     match ep.mode.load(Ordering::Relaxed) {
-        MODE_OK => {}
+        MODE_FLAKY if seen % FLAKY_EVERY < 2 => return StatusCode::INTERNAL_SERVER_ERROR,
+        MODE_OK | MODE_FLAKY => {}
         MODE_500 => return StatusCode::INTERNAL_SERVER_ERROR,
         MODE_SLOW => {
             tokio::time::sleep(Duration::from_millis(SLOW_MS)).await;
@@ -584,6 +601,25 @@ fn proc_sample(pid: Option<u32>) -> ProcSample {
     s
 }
 
+/// Whole-machine CPU time from `/proc/stat`, in seconds of one core: (busy, total).
+fn machine_cpu() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return (0.0, 0.0);
+    }
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4];
+    ((total - idle) as f64 / clk_tck(), total as f64 / clk_tck())
+}
+
 /// Peaks of a process over a run, sampled every 250 ms.
 #[derive(Default, Clone, Copy, Debug)]
 struct Peaks {
@@ -749,6 +785,9 @@ struct KindReport {
     duplicates: u64,
     duplicate_batches: u64,
     integrations_with_loss: usize,
+    /// Seconds from the start of ingest to the first pause (min / median / max), over the
+    /// integrations that paused.
+    first_pause: Option<(f64, f64, f64)>,
 }
 
 struct RunResult {
@@ -758,6 +797,9 @@ struct RunResult {
     ingest_secs: f64,
     impressions: u64,
     lag: Pcts,
+    /// Flaky integrations' lag, and when they had caught up after the end of ingest.
+    flaky_lag: Option<Pcts>,
+    flaky_caught_up: Option<f64>,
     /// Healthy lag p99 per 10 s of send time.
     timeline: Vec<u32>,
     /// Healthy endpoints' requests received (min, median, max).
@@ -768,6 +810,9 @@ struct RunResult {
     healthy_missing_then: u64,
     sluice_cpu_pct: f64,
     bench_cpu_pct: f64,
+    /// All processes on the machine, and those other than sluice and this bench.
+    machine_cpu_pct: f64,
+    others_cpu_pct: f64,
     peaks: Peaks,
     rss_end: u64,
     kinds: Vec<KindReport>,
@@ -864,8 +909,9 @@ async fn run_once(
             "all healthy"
         },
         if failing {
-            let f = kinds.iter().filter(|k| **k != Kind::Healthy).count();
-            format!("{f} failing: hang / refuse / 500 / slow")
+            let f = kinds.iter().filter(|k| FAILURES.contains(k)).count();
+            let flaky = kinds.iter().filter(|k| **k == Kind::Flaky).count();
+            format!("{f} failing: hang / refuse / 500 / slow; {flaky} flaky")
         } else {
             "none failing".to_owned()
         }
@@ -976,6 +1022,8 @@ async fn run_once(
         proc_sample(None),
         Instant::now(),
     );
+    let start_ms = now_ms();
+    let m0 = machine_cpu();
     let progress = {
         let table = table.clone();
         let secs = args.seconds;
@@ -1002,8 +1050,11 @@ async fn run_once(
     progress.abort();
     let sluice_cpu_pct = (s1.cpu_s - s0.cpu_s) / ingest_secs * 100.0;
     let bench_cpu_pct = (b1.cpu_s - b0.cpu_s) / ingest_secs * 100.0;
+    let m1 = machine_cpu();
+    let machine_cpu_pct = (m1.0 - m0.0) / ingest_secs * 100.0;
+    let others_cpu_pct = (machine_cpu_pct - sluice_cpu_pct - bench_cpu_pct).max(0.0);
     println!(
-        "  ingest done in {ingest_secs:.1} s: {} requests, {} failed; sluice CPU {sluice_cpu_pct:.0}%, bench CPU {bench_cpu_pct:.0}%",
+        "  ingest done in {ingest_secs:.1} s: {} requests, {} failed; sluice CPU {sluice_cpu_pct:.0}%, bench CPU {bench_cpu_pct:.0}%, other processes {others_cpu_pct:.0}% (of one core)",
         ing.requests, ing.failed
     );
 
@@ -1023,6 +1074,29 @@ async fn run_once(
         .filter(|e| e.kind == Kind::Healthy)
         .map(|e| missing_at(e, &ing.acked, per_request))
         .sum();
+
+    // Flaky ones (if any) too, so that their lag is complete.
+    let flaky_caught_up = if table.eps.iter().any(|e| e.kind == Kind::Flaky) {
+        wait_complete(
+            &table,
+            &ing.acked,
+            per_request,
+            Duration::from_secs(60),
+            |e| e.kind == Kind::Flaky,
+        )
+        .await
+        .map(|d| d.as_secs_f64())
+    } else {
+        None
+    };
+    let mut flaky_lags: Vec<u32> = Vec::new();
+    for e in table.eps.iter().filter(|e| e.kind == Kind::Flaky) {
+        let r = e.received.lock().unwrap_or_else(|e| e.into_inner());
+        flaky_lags.extend(r.lags.iter().copied().filter(|l| *l != MISSING));
+    }
+    flaky_lags.sort_unstable();
+    let flaky_lag = (!flaky_lags.is_empty()).then(|| pcts(&flaky_lags));
+    drop(flaky_lags);
 
     // Healthy lag.
     let mut all = Vec::new();
@@ -1187,7 +1261,24 @@ async fn run_once(
             duplicates: 0,
             duplicate_batches: 0,
             integrations_with_loss: 0,
+            first_pause: None,
         };
+        let mut firsts: Vec<f64> = idx
+            .iter()
+            .filter_map(|i| {
+                let h = statuses.get(i)?["pauseHistory"].as_array()?;
+                let first = h.iter().filter_map(|p| p["pausedAt"].as_i64()).min()?;
+                Some((first - start_ms) as f64 / 1000.0)
+            })
+            .collect();
+        firsts.sort_by(f64::total_cmp);
+        if !firsts.is_empty() {
+            k.first_pause = Some((
+                firsts[0],
+                firsts[firsts.len() / 2],
+                firsts[firsts.len() - 1],
+            ));
+        }
         for &i in &idx {
             if let Some(st) = statuses.get(&i).and_then(|v| v["state"].as_str()) {
                 *k.states.entry(st.to_owned()).or_default() += 1;
@@ -1249,12 +1340,16 @@ async fn run_once(
         ingest_secs,
         impressions,
         lag,
+        flaky_lag,
+        flaky_caught_up,
         timeline,
         healthy_requests: min_med_max(healthy_reqs),
         healthy_caught_up,
         healthy_missing_then,
         sluice_cpu_pct,
         bench_cpu_pct,
+        machine_cpu_pct,
+        others_cpu_pct,
         peaks,
         rss_end,
         kinds: kinds_out,
@@ -1350,14 +1445,22 @@ fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) -> 
     println!("## Postmortem benchmark: results");
     println!();
     println!(
-        "{} integrations on one environment, {}% failing in run 2 (hang / refuse / 500 / slow), {} impressions/s ingested ({} per request) for {} s; flushIntervalMs {}, maxBatchImpressions {}; protection: requestTimeoutMs {REQUEST_TIMEOUT_MS}, connectTimeoutMs {CONNECT_TIMEOUT_MS}, initialCooldownMs {INITIAL_COOLDOWN_MS}, maxCooldownMs {MAX_COOLDOWN_MS}, window {WINDOW}, minAttempts {MIN_ATTEMPTS}, failureRatePercent {FAILURE_RATE_PERCENT}; slow destinations answer after {SLOW_MS} ms.",
+        "{} integrations on one environment, {}% failing in run 2 (hang / refuse / 500 / slow), {} impressions/s ingested ({} per request) for {} s; flushIntervalMs {}, maxBatchImpressions {}; protection: requestTimeoutMs {REQUEST_TIMEOUT_MS}, connectTimeoutMs {CONNECT_TIMEOUT_MS}, initialCooldownMs {INITIAL_COOLDOWN_MS}, maxCooldownMs {MAX_COOLDOWN_MS}, window {WINDOW}, minAttempts {MIN_ATTEMPTS}, failureRatePercent {FAILURE_RATE_PERCENT}; slow destinations answer after {SLOW_MS} ms{}.",
         args.integrations,
         args.failing_percent,
         args.rate,
         args.per_request,
         args.seconds,
         args.flush_interval_ms,
-        args.max_batch_impressions
+        args.max_batch_impressions,
+        if args.flaky_percent > 0 {
+            format!(
+                "; {}% flaky (500 to 2 of every {FLAKY_EVERY} requests: one batch's attempt and its retry)",
+                args.flaky_percent
+            )
+        } else {
+            String::new()
+        }
     );
     println!();
     let runs: Vec<&RunResult> = base.into_iter().chain(std::iter::once(fail)).collect();
@@ -1386,6 +1489,21 @@ fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) -> 
     line("**healthy lag p99**", &|r| format!("**{} ms**", r.lag.p99));
     line("healthy lag p99.9", &|r| format!("{} ms", r.lag.p999));
     line("healthy lag max", &|r| format!("{} ms", r.lag.max));
+    if fail.flaky_lag.is_some() {
+        line("flaky integrations' lag p50 / p99 / max", &|r| {
+            r.flaky_lag.map_or_else(
+                || "(healthy above)".to_owned(),
+                |p| format!("{} / {} / {} ms", p.p50, p.p99, p.max),
+            )
+        });
+        line("flaky caught up after end of ingest", &|r| {
+            if r.flaky_lag.is_none() {
+                return "".to_owned();
+            }
+            r.flaky_caught_up
+                .map_or_else(|| "not in 60 s".to_owned(), |s| format!("{s:.1} s"))
+        });
+    }
     line("healthy lag p99 per 10 s of ingest", &|r| {
         r.timeline
             .iter()
@@ -1417,6 +1535,12 @@ fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) -> 
     line("bench process CPU (ingest + receivers)", &|r| {
         format!("{:.0}%", r.bench_cpu_pct)
     });
+    line("other processes' CPU (machine busy − both)", &|r| {
+        format!(
+            "{:.0}% (machine {:.0}%)",
+            r.others_cpu_pct, r.machine_cpu_pct
+        )
+    });
     line("sluice peak RSS (VmHWM) / at end", &|r| {
         format!("{} / {}", mib(r.peaks.rss), mib(r.rss_end))
     });
@@ -1437,6 +1561,7 @@ fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) -> 
         "requests received (min / med / max)",
         "sluice failedAttempts (min / med / max)",
         "paused ≥ 1×",
+        "first pause, s after start (min / med / max)",
         "state before healing",
         "lost after healing",
         "duplicate impressions (batches)",
@@ -1457,6 +1582,10 @@ fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) -> 
                 k.failed_attempts.0, k.failed_attempts.1, k.failed_attempts.2
             ),
             format!("{}/{}", k.paused, k.count),
+            k.first_pause.map_or_else(
+                || "—".to_owned(),
+                |(a, b, c)| format!("{a:.0} / {b:.0} / {c:.0}"),
+            ),
             states,
             if k.integrations_with_loss > 0 {
                 format!(
@@ -1513,19 +1642,24 @@ pub async fn run_postmortem(args: PostmortemArgs) -> anyhow::Result<()> {
         row(&[k.to_owned(), v]);
     }
     println!(
-        "| command | `sluice bench postmortem --integrations {} --failing-percent {} --seconds {} --rate {} --per-request {}{}` |",
+        "| command | `sluice bench postmortem --integrations {} --failing-percent {} --seconds {} --rate {} --per-request {}{}{}` |",
         args.integrations,
         args.failing_percent,
         args.seconds,
         args.rate,
         args.per_request,
+        if args.flaky_percent > 0 {
+            format!(" --flaky-percent {}", args.flaky_percent)
+        } else {
+            String::new()
+        },
         if args.skip_baseline {
             " --skip-baseline"
         } else {
             ""
         }
     );
-    let kinds = layout(args.integrations, args.failing_percent);
+    let kinds = layout(args.integrations, args.failing_percent, args.flaky_percent);
     let base = if args.skip_baseline {
         None
     } else {
@@ -1544,12 +1678,13 @@ mod tests {
 
     #[test]
     fn layout_spreads_failures_evenly() {
-        let k = layout(1000, 30);
-        assert_eq!(k.iter().filter(|k| **k != Kind::Healthy).count(), 300);
+        let k = layout(1000, 30, 5);
         for f in FAILURES {
             assert_eq!(k.iter().filter(|k| **k == f).count(), 75);
         }
-        let k = layout(10, 0);
+        assert_eq!(k.iter().filter(|k| **k == Kind::Flaky).count(), 50);
+        assert_eq!(k.iter().filter(|k| **k == Kind::Healthy).count(), 650);
+        let k = layout(10, 0, 0);
         assert!(k.iter().all(|k| *k == Kind::Healthy));
     }
 
