@@ -25,11 +25,19 @@ pub fn token_digest(token: &str) -> [u8; 32] {
 }
 
 /// Middleware for admin routes.
-pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let Some(token) = bearer(req.headers()) else {
-        return Err(ApiError::unauthorized("admin routes need Authorization: Bearer <admin token>"));
+        return Err(ApiError::unauthorized(
+            "admin routes need Authorization: Bearer <admin token>",
+        ));
     };
-    let ok: bool = token_digest(token).ct_eq(&state.config.admin_token_digest).into();
+    let ok: bool = token_digest(token)
+        .ct_eq(&state.config.admin_token_digest)
+        .into();
     if !ok {
         return Err(ApiError::unauthorized("admin token is not valid"));
     }
@@ -37,9 +45,14 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
 }
 
 /// The environment of the request's SDK key.
-pub fn sdk_environment(state: &AppState, headers: &HeaderMap) -> Result<Arc<Environment>, ApiError> {
+pub fn sdk_environment(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Arc<Environment>, ApiError> {
     let Some(key) = bearer(headers) else {
-        return Err(ApiError::unauthorized("missing Authorization: Bearer <sdk key>"));
+        return Err(ApiError::unauthorized(
+            "missing Authorization: Bearer <sdk key>",
+        ));
     };
     state
         .catalog

@@ -18,7 +18,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, error, detail: detail.into(), retry_after: None }
+        ApiError {
+            status,
+            error,
+            detail: detail.into(),
+            retry_after: None,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad request", detail)
@@ -33,21 +38,40 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload too large", detail)
     }
     pub fn unsupported_type(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported media type", detail)
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported media type",
+            detail,
+        )
     }
     pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> ApiError {
-        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable", detail) }
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable",
+                detail,
+            )
+        }
     }
     pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ApiError {
-        ApiError { retry_after: Some(retry_after), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limited", detail) }
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limited", detail)
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, axum::Json(json!({ "error": self.error, "detail": self.detail }))).into_response();
+        let mut r = (
+            self.status,
+            axum::Json(json!({ "error": self.error, "detail": self.detail })),
+        )
+            .into_response();
         if let Some(s) = self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }
@@ -73,7 +97,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
             other => {
                 tracing::error!(error = %other, "storage error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", other.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    other.to_string(),
+                )
             }
         }
     }
@@ -84,7 +112,9 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::NotFound(d) => ApiError::not_found(format!("{d} not found")),
             CatalogError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
-            CatalogError::Invalid(v) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", v.to_string()),
+            CatalogError::Invalid(v) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid", v.to_string())
+            }
             CatalogError::Store(s) => s.into(),
         }
     }

@@ -42,7 +42,12 @@ fn context<'a>(env: &'a Environment, headers: &'a HeaderMap) -> Context<'a> {
     }
 }
 
-async fn store(state: &AppState, env: &Environment, contexts: &[Context<'_>], imps: &[(usize, &ImpressionIn<'_>)]) -> Result<Json<Value>, ApiError> {
+async fn store(
+    state: &AppState,
+    env: &Environment,
+    contexts: &[Context<'_>],
+    imps: &[(usize, &ImpressionIn<'_>)],
+) -> Result<Json<Value>, ApiError> {
     let n = imps.len();
     if n == 0 {
         return Ok(Json(json!({ "stored": 0 })));
@@ -50,7 +55,12 @@ async fn store(state: &AppState, env: &Environment, contexts: &[Context<'_>], im
     state
         .rate
         .take(&env.id, n, Instant::now())
-        .map_err(|secs| ApiError::rate_limited(format!("environment {} is over its ingest rate limit", env.id), secs))?;
+        .map_err(|secs| {
+            ApiError::rate_limited(
+                format!("environment {} is over its ingest rate limit", env.id),
+                secs,
+            )
+        })?;
     let entry = encode_entry(contexts, imps.iter().copied());
     state.log.append(&env.id, entry.into()).await?;
     metrics::counter!("sluice_ingested_impressions_total").increment(n as u64);
@@ -58,7 +68,11 @@ async fn store(state: &AppState, env: &Environment, contexts: &[Context<'_>], im
 }
 
 /// `POST /api/testImpressions/bulk`
-pub async fn split_bulk(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn split_bulk(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let env = sdk_environment(&state, &headers)?;
     require_json(&headers)?;
     let bytes = read_body(&headers, body, state.config.limits).await?;
@@ -69,7 +83,11 @@ pub async fn split_bulk(State(state): State<AppState>, headers: HeaderMap, body:
 }
 
 /// `POST /api/testImpressions/count` — accepted and counted in metrics.
-pub async fn split_count(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn split_count(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     sdk_environment(&state, &headers)?;
     let bytes = read_body(&headers, body, state.config.limits).await?;
     let n = split_wire::decode_counts(&bytes)?;
@@ -78,21 +96,32 @@ pub async fn split_count(State(state): State<AppState>, headers: HeaderMap, body
 }
 
 /// Events, keys and telemetry: accepted (the SDK must work without errors), not stored.
-pub async fn split_accept(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn split_accept(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     sdk_environment(&state, &headers)?;
     let bytes = read_body(&headers, body, state.config.limits).await?;
     if !bytes.is_empty() {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     }
     metrics::counter!("sluice_sdk_other_requests_total").increment(1);
     Ok(Json(json!({})))
 }
 
 /// `POST /v1/impressions` — a JSON array or NDJSON of impressions in the outgoing form.
-pub async fn native(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn native(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let env = sdk_environment(&state, &headers)?;
     let ndjson = match media_type(&headers).as_deref() {
-        Some("application/x-ndjson") | Some("application/ndjson") | Some("application/jsonl") => true,
+        Some("application/x-ndjson") | Some("application/ndjson") | Some("application/jsonl") => {
+            true
+        }
         None | Some("application/json") => false,
         Some(t) => {
             return Err(ApiError::unsupported_type(format!(
@@ -101,7 +130,11 @@ pub async fn native(State(state): State<AppState>, headers: HeaderMap, body: Bod
         }
     };
     let bytes = read_body(&headers, body, state.config.limits).await?;
-    let decoded = if ndjson { native_wire::decode_ndjson(&bytes)? } else { native_wire::decode_array(&bytes)? };
+    let decoded = if ndjson {
+        native_wire::decode_ndjson(&bytes)?
+    } else {
+        native_wire::decode_array(&bytes)?
+    };
     // Contexts: the header defaults, overridden per impression by body fields.
     let base = context(&env, &headers);
     let mut contexts: Vec<Context<'_>> = vec![base.clone()];
@@ -113,7 +146,10 @@ pub async fn native(State(state): State<AppState>, headers: HeaderMap, body: Bod
             let c = Context {
                 environment_name: base.environment_name.clone(),
                 sdk: extras.sdk.clone().unwrap_or_else(|| base.sdk.clone()),
-                sdk_version: extras.sdk_version.clone().unwrap_or_else(|| base.sdk_version.clone()),
+                sdk_version: extras
+                    .sdk_version
+                    .clone()
+                    .unwrap_or_else(|| base.sdk_version.clone()),
                 machine_name: match &extras.machine_name {
                     Some(m) => machine_header(Some(m)).map(|s| Cow::Owned(s.to_owned())),
                     None => base.machine_name.clone(),
@@ -123,8 +159,13 @@ pub async fn native(State(state): State<AppState>, headers: HeaderMap, body: Bod
                     None => base.machine_ip.clone(),
                 },
             };
-            if [&c.sdk, &c.sdk_version].iter().any(|s| s.len() > MAX_HEADER_FIELD_BYTES) {
-                return Err(ApiError::bad_request("sdk / sdkVersion longer than 256 bytes"));
+            if [&c.sdk, &c.sdk_version]
+                .iter()
+                .any(|s| s.len() > MAX_HEADER_FIELD_BYTES)
+            {
+                return Err(ApiError::bad_request(
+                    "sdk / sdkVersion longer than 256 bytes",
+                ));
             }
             match contexts.iter().position(|x| *x == c) {
                 Some(i) => i,
@@ -132,7 +173,11 @@ pub async fn native(State(state): State<AppState>, headers: HeaderMap, body: Bod
                     contexts.push(c);
                     contexts.len() - 1
                 }
-                None => return Err(ApiError::bad_request("too many distinct sdk/machine combinations in one request")),
+                None => {
+                    return Err(ApiError::bad_request(
+                        "too many distinct sdk/machine combinations in one request",
+                    ));
+                }
             }
         };
         items.push((idx, imp));

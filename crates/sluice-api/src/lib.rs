@@ -23,12 +23,21 @@ pub fn router(state: AppState) -> Router {
     use admin::{environments as env, integrations as int, projects as prj};
     let admin = Router::new()
         .route("/v1/projects", get(prj::list).post(prj::create))
-        .route("/v1/projects/{id}", get(prj::get).put(prj::update).delete(prj::delete))
+        .route(
+            "/v1/projects/{id}",
+            get(prj::get).put(prj::update).delete(prj::delete),
+        )
         .route("/v1/environments", get(env::list).post(env::create))
-        .route("/v1/environments/{id}", get(env::get).put(env::update).delete(env::delete))
+        .route(
+            "/v1/environments/{id}",
+            get(env::get).put(env::update).delete(env::delete),
+        )
         .route("/v1/environments/{id}/impressions", get(export::export))
         .route("/v1/integrations", get(int::list).post(int::create))
-        .route("/v1/integrations/{id}", get(int::get).put(int::update).delete(int::delete))
+        .route(
+            "/v1/integrations/{id}",
+            get(int::get).put(int::update).delete(int::delete),
+        )
         .route("/v1/integrations/{id}/status", get(int::status))
         .route("/v1/integrations/{id}/attempts", get(int::attempts))
         .route("/v1/integrations/{id}/gaps", get(int::gaps))
@@ -38,7 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/integrations/{id}/replay", post(int::replay))
         .route("/v1/integrations/{id}/replays", get(int::replays))
         .route("/v1/integrations/{id}/replays/{job}", get(int::replay_job))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
     let ingest = Router::new()
         .route("/api/testImpressions/bulk", post(ingest::split_bulk))
         .route("/api/testImpressions/count", post(ingest::split_count))
@@ -62,7 +74,11 @@ pub fn router(state: AppState) -> Router {
         // A known route with the wrong method is a JSON error too, not an empty 405.
         .method_not_allowed_fallback(|| async {
             let status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
-            error::ApiError::new(status, "method not allowed", "this route does not accept that method")
+            error::ApiError::new(
+                status,
+                "method not allowed",
+                "this route does not accept that method",
+            )
         })
         // Bodies are read by `body::read_body` with its own limits and JSON errors.
         .layer(DefaultBodyLimit::disable())

@@ -17,7 +17,11 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     if s.ready.load(Ordering::Relaxed) {
         Json(json!({ "status": "ready" })).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "not ready", "detail": "shutting down" }))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "not ready", "detail": "shutting down" })),
+        )
+            .into_response()
     }
 }
 
@@ -27,7 +31,11 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 pub async fn dashboard() -> Html<&'static str> {

@@ -12,12 +12,17 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_second: Option<u32>) -> RateLimiter {
-        RateLimiter { per_second, buckets: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            per_second,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes `n` tokens for `env`; `Err(seconds)` says when to retry.
     pub fn take(&self, env: &str, n: usize, now: Instant) -> Result<(), u64> {
-        let Some(rate) = self.per_second else { return Ok(()) };
+        let Some(rate) = self.per_second else {
+            return Ok(());
+        };
         let rate = f64::from(rate.max(1));
         let burst = rate * 2.0;
         let mut map = match self.buckets.lock() {

@@ -37,6 +37,14 @@ impl Inner {
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
         let rate = RateLimiter::new(config.ingest_rate_per_env);
-        Arc::new(Inner { catalog, log, engine, config, metrics, ready: AtomicBool::new(true), rate })
+        Arc::new(Inner {
+            catalog,
+            log,
+            engine,
+            config,
+            metrics,
+            ready: AtomicBool::new(true),
+            rate,
+        })
     }
 }

@@ -15,7 +15,9 @@ pub enum DestinationError {
     Scheme(String),
     #[error("URL must not carry user:password credentials; use custom headers")]
     Credentials,
-    #[error("destination address {0} is not a public address (loopback, private, link-local, CGNAT, multicast, documentation or reserved); allow it with --allow-private-destinations or the allow-list")]
+    #[error(
+        "destination address {0} is not a public address (loopback, private, link-local, CGNAT, multicast, documentation or reserved); allow it with --allow-private-destinations or the allow-list"
+    )]
     NonGlobal(IpAddr),
     #[error("host {0} did not resolve to any address")]
     NoAddress(String),
@@ -32,7 +34,10 @@ pub struct AddressPolicy {
 
 impl AddressPolicy {
     pub fn permissive() -> Self {
-        AddressPolicy { allow_private: true, allow: Vec::new() }
+        AddressPolicy {
+            allow_private: true,
+            allow: Vec::new(),
+        }
     }
 
     pub fn check(&self, ip: IpAddr) -> Result<(), DestinationError> {
@@ -79,27 +84,31 @@ pub fn is_global(ip: IpAddr) -> bool {
 }
 
 fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
 }
 
 fn is_global_v4(ip: Ipv4Addr) -> bool {
     const NON_GLOBAL: &[([u8; 4], u32)] = &[
-        ([0, 0, 0, 0], 8),        // "this network"
-        ([10, 0, 0, 0], 8),       // private
-        ([100, 64, 0, 0], 10),    // CGNAT
-        ([127, 0, 0, 0], 8),      // loopback
-        ([169, 254, 0, 0], 16),   // link-local (cloud metadata lives here)
-        ([172, 16, 0, 0], 12),    // private
-        ([192, 0, 0, 0], 24),     // IETF protocol assignments
-        ([192, 0, 2, 0], 24),     // documentation TEST-NET-1
-        ([192, 88, 99, 0], 24),   // 6to4 relay anycast (deprecated)
-        ([192, 168, 0, 0], 16),   // private
-        ([198, 18, 0, 0], 15),    // benchmarking
-        ([198, 51, 100, 0], 24),  // documentation TEST-NET-2
-        ([203, 0, 113, 0], 24),   // documentation TEST-NET-3
-        ([224, 0, 0, 0], 4),      // multicast
-        ([240, 0, 0, 0], 4),      // reserved, and broadcast
+        ([0, 0, 0, 0], 8),       // "this network"
+        ([10, 0, 0, 0], 8),      // private
+        ([100, 64, 0, 0], 10),   // CGNAT
+        ([127, 0, 0, 0], 8),     // loopback
+        ([169, 254, 0, 0], 16),  // link-local (cloud metadata lives here)
+        ([172, 16, 0, 0], 12),   // private
+        ([192, 0, 0, 0], 24),    // IETF protocol assignments
+        ([192, 0, 2, 0], 24),    // documentation TEST-NET-1
+        ([192, 88, 99, 0], 24),  // 6to4 relay anycast (deprecated)
+        ([192, 168, 0, 0], 16),  // private
+        ([198, 18, 0, 0], 15),   // benchmarking
+        ([198, 51, 100, 0], 24), // documentation TEST-NET-2
+        ([203, 0, 113, 0], 24),  // documentation TEST-NET-3
+        ([224, 0, 0, 0], 4),     // multicast
+        ([240, 0, 0, 0], 4),     // reserved, and broadcast
     ];
     !NON_GLOBAL.iter().any(|&(net, p)| in_v4(ip, net, p))
 }
@@ -149,12 +158,42 @@ mod tests {
     #[test]
     fn non_global_addresses_are_refused() {
         for a in [
-            "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-            "169.254.169.254", "100.64.0.1", "100.127.255.255", "0.0.0.0", "224.0.0.1", "239.1.1.1",
-            "255.255.255.255", "240.0.0.1", "192.0.2.1", "198.51.100.7", "203.0.113.9", "198.18.0.1",
-            "192.0.0.8", "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "2001:db8::1",
-            "::ffff:127.0.0.1", "::ffff:10.1.2.3", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
-            "2002:7f00:1::1", "2002:c0a8:0101::1", "fec0::1", "100::1", "2001::1", "3fff::1",
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "0.0.0.0",
+            "224.0.0.1",
+            "239.1.1.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.18.0.1",
+            "192.0.0.8",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2002:c0a8:0101::1",
+            "fec0::1",
+            "100::1",
+            "2001::1",
+            "3fff::1",
             "64:ff9b:1::1",
         ] {
             assert!(!is_global(ip(a)), "{a} should be non-global");
@@ -165,15 +204,28 @@ mod tests {
 
     #[test]
     fn global_addresses_are_allowed() {
-        for a in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "192.0.3.1", "2606:4700::1111",
-                  "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:0808:0808::1", "2a00:1450::1"] {
+        for a in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.3.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:0808:0808::1",
+            "2a00:1450::1",
+        ] {
             assert!(is_global(ip(a)), "{a} should be global");
         }
     }
 
     #[test]
     fn allow_list_admits_named_networks_only() {
-        let p = AddressPolicy { allow_private: false, allow: vec!["10.1.0.0/16".parse().unwrap()] };
+        let p = AddressPolicy {
+            allow_private: false,
+            allow: vec!["10.1.0.0/16".parse().unwrap()],
+        };
         assert!(p.check(ip("10.1.2.3")).is_ok());
         assert!(p.check(ip("10.2.0.1")).is_err());
     }
@@ -181,16 +233,50 @@ mod tests {
     #[test]
     fn urls_are_checked_without_dns() {
         let p = AddressPolicy::default();
-        assert_eq!(p.check_url("https://example.com/hook").unwrap(), Some("example.com".into()));
-        assert!(matches!(p.check_url("http://127.0.0.1:9/x"), Err(DestinationError::NonGlobal(_))));
-        assert!(matches!(p.check_url("http://[::1]/x"), Err(DestinationError::NonGlobal(_))));
-        assert!(matches!(p.check_url("http://2130706433/"), Err(DestinationError::NonGlobal(_)))); // 127.0.0.1 as an integer
-        assert!(matches!(p.check_url("http://0x7f.1/"), Err(DestinationError::NonGlobal(_))));
-        assert!(matches!(p.check_url("http://localhost:8080/"), Err(DestinationError::NonGlobal(_))));
-        assert!(matches!(p.check_url("http://a.localhost/"), Err(DestinationError::NonGlobal(_))));
-        assert!(matches!(p.check_url("ftp://example.com/"), Err(DestinationError::Scheme(_))));
-        assert!(matches!(p.check_url("https://u:p@example.com/"), Err(DestinationError::Credentials)));
-        assert!(matches!(p.check_url("not a url"), Err(DestinationError::BadUrl(_))));
-        assert!(AddressPolicy::permissive().check_url("http://127.0.0.1:9/x").is_ok());
+        assert_eq!(
+            p.check_url("https://example.com/hook").unwrap(),
+            Some("example.com".into())
+        );
+        assert!(matches!(
+            p.check_url("http://127.0.0.1:9/x"),
+            Err(DestinationError::NonGlobal(_))
+        ));
+        assert!(matches!(
+            p.check_url("http://[::1]/x"),
+            Err(DestinationError::NonGlobal(_))
+        ));
+        assert!(matches!(
+            p.check_url("http://2130706433/"),
+            Err(DestinationError::NonGlobal(_))
+        )); // 127.0.0.1 as an integer
+        assert!(matches!(
+            p.check_url("http://0x7f.1/"),
+            Err(DestinationError::NonGlobal(_))
+        ));
+        assert!(matches!(
+            p.check_url("http://localhost:8080/"),
+            Err(DestinationError::NonGlobal(_))
+        ));
+        assert!(matches!(
+            p.check_url("http://a.localhost/"),
+            Err(DestinationError::NonGlobal(_))
+        ));
+        assert!(matches!(
+            p.check_url("ftp://example.com/"),
+            Err(DestinationError::Scheme(_))
+        ));
+        assert!(matches!(
+            p.check_url("https://u:p@example.com/"),
+            Err(DestinationError::Credentials)
+        ));
+        assert!(matches!(
+            p.check_url("not a url"),
+            Err(DestinationError::BadUrl(_))
+        ));
+        assert!(
+            AddressPolicy::permissive()
+                .check_url("http://127.0.0.1:9/x")
+                .is_ok()
+        );
     }
 }

@@ -64,7 +64,10 @@ mod tests {
     fn sdk_version_splits_at_first_dash() {
         assert_eq!(split_sdk_version("python-10.7.0"), ("python", "10.7.0"));
         assert_eq!(split_sdk_version("nodejs-11.11.2"), ("nodejs", "11.11.2"));
-        assert_eq!(split_sdk_version("javascript-10.0.0-beta.1"), ("javascript", "10.0.0-beta.1"));
+        assert_eq!(
+            split_sdk_version("javascript-10.0.0-beta.1"),
+            ("javascript", "10.0.0-beta.1")
+        );
         assert_eq!(split_sdk_version("custom"), ("custom", ""));
     }
 

@@ -15,8 +15,8 @@ pub mod native_wire;
 pub mod outgoing;
 pub mod record;
 pub mod signature;
-mod wire_str;
 pub mod split_wire;
+mod wire_str;
 
 pub use error::{DecodeError, ValidationError};
 pub use impression::{Context, ImpressionIn};

@@ -125,8 +125,17 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), ValidationError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok { Ok(()) } else { Err(ValidationError::new(field, "must be 1-64 characters of A-Z a-z 0-9 _ - . (not starting with .)")) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            "must be 1-64 characters of A-Z a-z 0-9 _ - . (not starting with .)",
+        ))
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), ValidationError> {
@@ -153,7 +162,10 @@ impl Environment {
         }
         for k in &self.sdk_keys {
             if k.len() < 8 || k.len() > 256 || !k.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ValidationError::new("sdkKeys", "each key must be 8-256 printable ASCII characters"));
+                return Err(ValidationError::new(
+                    "sdkKeys",
+                    "each key must be 8-256 printable ASCII characters",
+                ));
             }
         }
         let mut sorted = self.sdk_keys.clone();
@@ -168,8 +180,16 @@ impl Environment {
 
 /// Header names sluice sets itself; an integration may not override them.
 const RESERVED_HEADERS: &[&str] = &[
-    "content-type", "content-encoding", "content-length", "host", "user-agent", "webhook-id",
-    "webhook-timestamp", "webhook-signature", "transfer-encoding", "connection",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "transfer-encoding",
+    "connection",
 ];
 
 impl Integration {
@@ -204,19 +224,31 @@ impl Integration {
             return Err(ValidationError::new("url", "longer than 2048 characters"));
         }
         if self.environments.is_empty() || self.environments.len() > 100 {
-            return Err(ValidationError::new("environments", "must list 1-100 environment ids"));
+            return Err(ValidationError::new(
+                "environments",
+                "must list 1-100 environment ids",
+            ));
         }
         for e in &self.environments {
             validate_id("environments", e)?;
         }
         if !(100..=3_600_000).contains(&self.flush_interval_ms) {
-            return Err(ValidationError::new("flushIntervalMs", "must be 100-3600000"));
+            return Err(ValidationError::new(
+                "flushIntervalMs",
+                "must be 100-3600000",
+            ));
         }
         if !(1..=50_000).contains(&self.max_batch_impressions) {
-            return Err(ValidationError::new("maxBatchImpressions", "must be 1-50000"));
+            return Err(ValidationError::new(
+                "maxBatchImpressions",
+                "must be 1-50000",
+            ));
         }
         if self.max_backlog_age_ms < 1_000 {
-            return Err(ValidationError::new("maxBacklogAgeMs", "must be at least 1000"));
+            return Err(ValidationError::new(
+                "maxBacklogAgeMs",
+                "must be at least 1000",
+            ));
         }
         if let Some(s) = &self.secret
             && (s.is_empty() || s.len() > 256)
@@ -229,29 +261,52 @@ impl Integration {
         for (k, v) in &self.headers {
             let name_ok = !k.is_empty()
                 && k.len() <= 128
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !name_ok {
-                return Err(ValidationError::new("headers", format!("{k:?} is not a valid header name")));
+                return Err(ValidationError::new(
+                    "headers",
+                    format!("{k:?} is not a valid header name"),
+                ));
             }
             if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
-                return Err(ValidationError::new("headers", format!("{k} is set by sluice and cannot be overridden")));
+                return Err(ValidationError::new(
+                    "headers",
+                    format!("{k} is set by sluice and cannot be overridden"),
+                ));
             }
             if v.len() > 1024 || v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(ValidationError::new("headers", format!("value of {k} must be at most 1024 bytes, without CR/LF")));
+                return Err(ValidationError::new(
+                    "headers",
+                    format!("value of {k} must be at most 1024 bytes, without CR/LF"),
+                ));
             }
         }
         let p = &self.protection;
         if p.window == 0 || p.window > 1000 || p.min_attempts == 0 || p.min_attempts > p.window {
-            return Err(ValidationError::new("protection", "window must be 1-1000 and minAttempts 1..=window"));
+            return Err(ValidationError::new(
+                "protection",
+                "window must be 1-1000 and minAttempts 1..=window",
+            ));
         }
         if !(1..=100).contains(&p.failure_rate_percent) {
-            return Err(ValidationError::new("protection.failureRatePercent", "must be 1-100"));
+            return Err(ValidationError::new(
+                "protection.failureRatePercent",
+                "must be 1-100",
+            ));
         }
         if p.initial_cooldown_ms == 0 || p.max_cooldown_ms < p.initial_cooldown_ms {
-            return Err(ValidationError::new("protection", "need 0 < initialCooldownMs <= maxCooldownMs"));
+            return Err(ValidationError::new(
+                "protection",
+                "need 0 < initialCooldownMs <= maxCooldownMs",
+            ));
         }
-        if p.connect_timeout_ms == 0 || p.request_timeout_ms == 0 || p.request_timeout_ms > 300_000 {
-            return Err(ValidationError::new("protection", "timeouts must be 1-300000 ms"));
+        if p.connect_timeout_ms == 0 || p.request_timeout_ms == 0 || p.request_timeout_ms > 300_000
+        {
+            return Err(ValidationError::new(
+                "protection",
+                "timeouts must be 1-300000 ms",
+            ));
         }
         Ok(())
     }
@@ -278,7 +333,10 @@ mod tests {
     use super::*;
 
     fn integ(url: &str) -> Integration {
-        serde_json::from_value(serde_json::json!({"id":"i1","name":"n","url":url,"environments":["e1"]})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"id":"i1","name":"n","url":url,"environments":["e1"]}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -295,7 +353,10 @@ mod tests {
     #[test]
     fn gzip_rules() {
         assert!(integ("https://example.com/hook").effective_gzip());
-        assert_eq!(integ("https://hooks.slack.com/services/x").effective_format(), Format::Slack);
+        assert_eq!(
+            integ("https://hooks.slack.com/services/x").effective_format(),
+            Format::Slack
+        );
         assert!(!integ("https://hooks.slack.com/services/x").effective_gzip());
         assert!(!integ("https://webhooks.fivetran.com/webhooks/v1/x").effective_gzip());
         let mut i = integ("https://example.com/hook");
@@ -319,7 +380,12 @@ mod tests {
         assert_eq!(i.validate().unwrap_err().field, "environments");
         assert!(validate_id("id", "../x").is_err());
         assert!(validate_id("id", "ok_id-1.2").is_ok());
-        let e = Environment { id: "e".into(), name: "E".into(), project: "default".into(), sdk_keys: vec!["short".into()] };
+        let e = Environment {
+            id: "e".into(),
+            name: "E".into(),
+            project: "default".into(),
+            sdk_keys: vec!["short".into()],
+        };
         assert!(e.validate().is_err());
     }
 
@@ -330,4 +396,3 @@ mod tests {
         assert_eq!(i.redacted().secret.as_deref(), Some(REDACTED));
     }
 }
-

@@ -48,7 +48,10 @@ struct Native<'a> {
     machine_ip: Option<WireStr<'a>>,
 }
 
-fn convert<'a>(n: Native<'a>, index: usize) -> Result<(ImpressionIn<'a>, NativeExtras<'a>), DecodeError> {
+fn convert<'a>(
+    n: Native<'a>,
+    index: usize,
+) -> Result<(ImpressionIn<'a>, NativeExtras<'a>), DecodeError> {
     let properties = match n.properties {
         None => None,
         Some(raw) => {
@@ -56,8 +59,10 @@ fn convert<'a>(n: Native<'a>, index: usize) -> Result<(ImpressionIn<'a>, NativeE
             if text == "null" {
                 None
             } else if text.starts_with('"') {
-                let s: String = serde_json::from_str(text)
-                    .map_err(|e| DecodeError::Invalid { index, reason: format!("properties: {e}") })?;
+                let s: String = serde_json::from_str(text).map_err(|e| DecodeError::Invalid {
+                    index,
+                    reason: format!("properties: {e}"),
+                })?;
                 Some(Cow::Owned(s))
             } else if text.starts_with('{') {
                 // A producer that sent an object instead of its JSON encoding: keep its text.
@@ -92,15 +97,25 @@ fn convert<'a>(n: Native<'a>, index: usize) -> Result<(ImpressionIn<'a>, NativeE
 
 /// A JSON array of native impressions.
 pub fn decode_array(body: &[u8]) -> Result<Vec<(ImpressionIn<'_>, NativeExtras<'_>)>, DecodeError> {
-    let items: Vec<Native<'_>> = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let items: Vec<Native<'_>> =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
     if items.len() > MAX_IMPRESSIONS_PER_REQUEST {
-        return Err(DecodeError::TooMany { count: items.len(), max: MAX_IMPRESSIONS_PER_REQUEST });
+        return Err(DecodeError::TooMany {
+            count: items.len(),
+            max: MAX_IMPRESSIONS_PER_REQUEST,
+        });
     }
-    items.into_iter().enumerate().map(|(i, n)| convert(n, i)).collect()
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| convert(n, i))
+        .collect()
 }
 
 /// NDJSON: one native impression per line; blank lines are ignored.
-pub fn decode_ndjson(body: &[u8]) -> Result<Vec<(ImpressionIn<'_>, NativeExtras<'_>)>, DecodeError> {
+pub fn decode_ndjson(
+    body: &[u8],
+) -> Result<Vec<(ImpressionIn<'_>, NativeExtras<'_>)>, DecodeError> {
     let mut out = Vec::new();
     for (line_no, line) in body.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -108,7 +123,10 @@ pub fn decode_ndjson(body: &[u8]) -> Result<Vec<(ImpressionIn<'_>, NativeExtras<
             continue;
         }
         if out.len() == MAX_IMPRESSIONS_PER_REQUEST {
-            return Err(DecodeError::TooMany { count: out.len() + 1, max: MAX_IMPRESSIONS_PER_REQUEST });
+            return Err(DecodeError::TooMany {
+                count: out.len() + 1,
+                max: MAX_IMPRESSIONS_PER_REQUEST,
+            });
         }
         let n: Native<'_> = serde_json::from_slice(line)
             .map_err(|e| DecodeError::Json(format!("line {}: {e}", line_no + 1)))?;
@@ -129,7 +147,9 @@ pub fn validate(imp: &ImpressionIn<'_>) -> Result<(), String> {
     }
     fn optional(name: &str, v: Option<&str>) -> Result<(), String> {
         match v {
-            Some(v) if v.len() > MAX_FIELD_BYTES => Err(format!("{name}: longer than {MAX_FIELD_BYTES} bytes")),
+            Some(v) if v.len() > MAX_FIELD_BYTES => {
+                Err(format!("{name}: longer than {MAX_FIELD_BYTES} bytes"))
+            }
             _ => Ok(()),
         }
     }
@@ -144,7 +164,9 @@ pub fn validate(imp: &ImpressionIn<'_>) -> Result<(), String> {
     if let Some(p) = &imp.properties
         && p.len() > MAX_PROPERTIES_BYTES
     {
-        return Err(format!("properties: longer than {MAX_PROPERTIES_BYTES} bytes"));
+        return Err(format!(
+            "properties: longer than {MAX_PROPERTIES_BYTES} bytes"
+        ));
     }
     Ok(())
 }
@@ -164,7 +186,10 @@ mod tests {
 
     #[test]
     fn object_properties_are_kept_as_text() {
-        let v = decode_array(br#"[{"key":"u","split":"s","treatment":"on","time":1,"properties":{"a":1}}]"#).unwrap();
+        let v = decode_array(
+            br#"[{"key":"u","split":"s","treatment":"on","time":1,"properties":{"a":1}}]"#,
+        )
+        .unwrap();
         assert_eq!(v[0].0.properties.as_deref(), Some(r#"{"a":1}"#));
     }
 
@@ -184,6 +209,9 @@ mod tests {
         assert!(decode_array(br#"[{"key":"a","split":"s","treatment":"on","time":-1}]"#).is_err());
         let long = "x".repeat(MAX_FIELD_BYTES + 1);
         let body = format!(r#"[{{"key":"{long}","split":"s","treatment":"on","time":1}}]"#);
-        assert!(matches!(decode_array(body.as_bytes()), Err(DecodeError::Invalid { .. })));
+        assert!(matches!(
+            decode_array(body.as_bytes()),
+            Err(DecodeError::Invalid { .. })
+        ));
     }
 }

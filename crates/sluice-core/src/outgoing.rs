@@ -125,7 +125,10 @@ impl Summary {
             .or_default()
             .entry(imp.treatment.to_owned())
             .or_default() += 1;
-        *self.environments.entry(imp.environment_name.to_owned()).or_default() += 1;
+        *self
+            .environments
+            .entry(imp.environment_name.to_owned())
+            .or_default() += 1;
     }
 
     /// A Slack incoming-webhook message: `{"text": ...}`.
@@ -134,15 +137,25 @@ impl Summary {
             "*{} impression{}* ({})",
             self.total,
             if self.total == 1 { "" } else { "s" },
-            self.environments.keys().cloned().collect::<Vec<_>>().join(", ")
+            self.environments
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         const MAX_LINES: usize = 40;
         for (i, (split, treatments)) in self.by_split.iter().enumerate() {
             if i == MAX_LINES {
-                text.push_str(&format!("\n… and {} more flags", self.by_split.len() - MAX_LINES));
+                text.push_str(&format!(
+                    "\n… and {} more flags",
+                    self.by_split.len() - MAX_LINES
+                ));
                 break;
             }
-            let parts: Vec<String> = treatments.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+            let parts: Vec<String> = treatments
+                .iter()
+                .map(|(t, n)| format!("{t}: {n}"))
+                .collect();
             text.push_str(&format!("\n• `{split}` — {}", parts.join(", ")));
         }
         serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap_or_default()
@@ -178,7 +191,8 @@ mod tests {
         w.push(&sample());
         w.push(&sample());
         let body = w.finish();
-        let v: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(&body).unwrap();
+        let v: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(&body).unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].len(), 14);
         let back: Vec<OwnedImpression> = serde_json::from_slice(&body).unwrap();
@@ -191,7 +205,10 @@ mod tests {
     fn slack_summary_counts_flags_and_treatments() {
         let mut s = Summary::default();
         s.add(&sample());
-        s.add(&OutImpression { treatment: "off", ..sample() });
+        s.add(&OutImpression {
+            treatment: "off",
+            ..sample()
+        });
         let v: serde_json::Value = serde_json::from_slice(&s.slack_body()).unwrap();
         let text = v["text"].as_str().unwrap();
         assert!(text.contains("2 impressions"), "{text}");

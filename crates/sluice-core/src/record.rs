@@ -98,7 +98,12 @@ where
     if n == 0 {
         (min_time, max_time) = (0, 0);
     }
-    EncodedEntry { payload: buf, count: n as u32, min_time, max_time }
+    EncodedEntry {
+        payload: buf,
+        count: n as u32,
+        min_time,
+        max_time,
+    }
 }
 
 /// A stored context, borrowed from the payload.
@@ -146,7 +151,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, RecordError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
-            let (&b, rest) = self.buf.split_first().ok_or(RecordError("truncated varint"))?;
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or(RecordError("truncated varint"))?;
             self.buf = rest;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -173,7 +181,9 @@ impl<'a> Reader<'a> {
     fn opt(&mut self) -> Result<Option<&'a str>, RecordError> {
         match self.varint()? {
             0 => Ok(None),
-            n => Ok(Some(self.str_of(usize::try_from(n - 1).map_err(|_| RecordError("length overflow"))?)?)),
+            n => Ok(Some(self.str_of(
+                usize::try_from(n - 1).map_err(|_| RecordError("length overflow"))?,
+            )?)),
         }
     }
     fn i64(&mut self) -> Result<i64, RecordError> {

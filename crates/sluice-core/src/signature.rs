@@ -21,7 +21,8 @@ pub fn secret_key(secret: &str) -> Vec<u8> {
 
 fn mac(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut m = <HmacSha256 as KeyInit>::new_from_slice(&secret_key(secret)).unwrap_or_else(|_| unreachable!());
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(&secret_key(secret))
+        .unwrap_or_else(|_| unreachable!());
     m.update(id.as_bytes());
     m.update(b".");
     m.update(timestamp.to_string().as_bytes());
@@ -40,8 +41,12 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
 /// signatures) in constant time per candidate.
 pub fn verify(secret: &str, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
     header.split(' ').any(|sig| {
-        let Some(b64) = sig.strip_prefix("v1,") else { return false };
-        let Ok(tag) = STANDARD.decode(b64) else { return false };
+        let Some(b64) = sig.strip_prefix("v1,") else {
+            return false;
+        };
+        let Ok(tag) = STANDARD.decode(b64) else {
+            return false;
+        };
         mac(secret, id, timestamp, body).verify_slice(&tag).is_ok()
     })
 }
@@ -57,9 +62,24 @@ mod tests {
         let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
         let ts = 1614265330;
         let body = br#"{"test": 2432232314}"#;
-        assert_eq!(sign(secret, id, ts, body), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(
+            sign(secret, id, ts, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
         assert!(verify(secret, id, ts, body, &sign(secret, id, ts, body)));
-        assert!(!verify(secret, id, ts + 1, body, &sign(secret, id, ts, body)));
-        assert!(verify(secret, id, ts, body, &format!("v1,bogus {}", sign(secret, id, ts, body))));
+        assert!(!verify(
+            secret,
+            id,
+            ts + 1,
+            body,
+            &sign(secret, id, ts, body)
+        ));
+        assert!(verify(
+            secret,
+            id,
+            ts,
+            body,
+            &format!("v1,bogus {}", sign(secret, id, ts, body))
+        ));
     }
 }

@@ -46,7 +46,10 @@ pub fn decode_bulk(body: &[u8]) -> Result<Vec<ImpressionIn<'_>>, DecodeError> {
         serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
     let count: usize = groups.iter().map(|g| g.i.len()).sum();
     if count > MAX_IMPRESSIONS_PER_REQUEST {
-        return Err(DecodeError::TooMany { count, max: MAX_IMPRESSIONS_PER_REQUEST });
+        return Err(DecodeError::TooMany {
+            count,
+            max: MAX_IMPRESSIONS_PER_REQUEST,
+        });
     }
     let mut out = Vec::with_capacity(count);
     for group in groups {
@@ -61,7 +64,10 @@ pub fn decode_bulk(body: &[u8]) -> Result<Vec<ImpressionIn<'_>>, DecodeError> {
                 change_number: item.c.unwrap_or(0),
                 properties: item.properties.map(|s| s.0),
             };
-            validate(&imp).map_err(|reason| DecodeError::Invalid { index: out.len(), reason })?;
+            validate(&imp).map_err(|reason| DecodeError::Invalid {
+                index: out.len(),
+                reason,
+            })?;
             out.push(imp);
         }
     }
@@ -84,8 +90,13 @@ pub fn decode_counts(body: &[u8]) -> Result<u64, DecodeError> {
         m: i64,
         rc: u64,
     }
-    let counts: Counts = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
-    Ok(counts.pf.iter().map(|c| c.rc).fold(0u64, u64::saturating_add))
+    let counts: Counts =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    Ok(counts
+        .pf
+        .iter()
+        .map(|c| c.rc)
+        .fold(0u64, u64::saturating_add))
 }
 
 #[cfg(test)]
@@ -112,17 +123,32 @@ mod tests {
     fn js_shape_with_properties_and_omitted_fields() {
         let body = br#"[{"f":"new_checkout","i":[{"k":"user-1","t":"off","m":5,"c":7,"properties":"{\"page\":\"cart\",\"i\":1}"}]}]"#;
         let imps = decode_bulk(body).unwrap();
-        assert_eq!(imps[0].properties.as_deref(), Some(r#"{"page":"cart","i":1}"#));
+        assert_eq!(
+            imps[0].properties.as_deref(),
+            Some(r#"{"page":"cart","i":1}"#)
+        );
         assert_eq!(imps[0].label, None);
         assert_eq!(imps[0].bucketing_key, None);
     }
 
     #[test]
     fn missing_required_fields_and_wrong_types_are_rejected() {
-        assert!(matches!(decode_bulk(br#"[{"f":"x","i":[{"t":"on","m":1}]}]"#), Err(DecodeError::Json(_))));
-        assert!(matches!(decode_bulk(br#"[{"f":"x","i":[{"k":"a","t":"on","m":"1"}]}]"#), Err(DecodeError::Json(_))));
-        assert!(matches!(decode_bulk(br#"[{"f":"x","i":[{"k":5,"t":"on","m":1}]}]"#), Err(DecodeError::Json(_))));
-        assert!(matches!(decode_bulk(br#"{"f":"x"}"#), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            decode_bulk(br#"[{"f":"x","i":[{"t":"on","m":1}]}]"#),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            decode_bulk(br#"[{"f":"x","i":[{"k":"a","t":"on","m":"1"}]}]"#),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            decode_bulk(br#"[{"f":"x","i":[{"k":5,"t":"on","m":1}]}]"#),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            decode_bulk(br#"{"f":"x"}"#),
+            Err(DecodeError::Json(_))
+        ));
         assert!(matches!(decode_bulk(b"[{"), Err(DecodeError::Json(_))));
         assert!(matches!(
             decode_bulk(br#"[{"f":"x","i":[{"k":"","t":"on","m":1}]}]"#),
@@ -132,13 +158,22 @@ mod tests {
 
     #[test]
     fn counts_are_summed() {
-        assert_eq!(decode_counts(br#"{"pf":[{"f":"a","m":1,"rc":3},{"f":"b","m":1,"rc":4}]}"#).unwrap(), 7);
+        assert_eq!(
+            decode_counts(br#"{"pf":[{"f":"a","m":1,"rc":3},{"f":"b","m":1,"rc":4}]}"#).unwrap(),
+            7
+        );
     }
 
     #[test]
     fn real_sdk_fixtures_decode() {
-        for name in ["python-10.7.0-debug-bulk.json", "nodejs-11.11.2-debug-bulk-properties.json"] {
-            let path = format!("{}/../../fixtures/split-sdk/{name}", env!("CARGO_MANIFEST_DIR"));
+        for name in [
+            "python-10.7.0-debug-bulk.json",
+            "nodejs-11.11.2-debug-bulk-properties.json",
+        ] {
+            let path = format!(
+                "{}/../../fixtures/split-sdk/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
             let text = std::fs::read_to_string(&path).unwrap();
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             let body = serde_json::to_vec(&v["body"]).unwrap();

@@ -40,7 +40,10 @@ pub fn new_nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-pub async fn load(meta: &dyn MetaStore, integration: &str) -> Result<Option<CursorRecord>, StoreError> {
+pub async fn load(
+    meta: &dyn MetaStore,
+    integration: &str,
+) -> Result<Option<CursorRecord>, StoreError> {
     match meta.get(Bucket::Cursors, integration).await? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v.value)
@@ -49,7 +52,13 @@ pub async fn load(meta: &dyn MetaStore, integration: &str) -> Result<Option<Curs
     }
 }
 
-pub async fn save(meta: &dyn MetaStore, integration: &str, c: &CursorRecord) -> Result<(), StoreError> {
+pub async fn save(
+    meta: &dyn MetaStore,
+    integration: &str,
+    c: &CursorRecord,
+) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(c).map_err(|e| StoreError::Meta(e.to_string()))?;
-    meta.put(Bucket::Cursors, integration, bytes, Expect::Any).await.map(|_| ())
+    meta.put(Bucket::Cursors, integration, bytes, Expect::Any)
+        .await
+        .map(|_| ())
 }

@@ -26,8 +26,17 @@ pub struct EncodedBody {
 /// Entries outside the range, and records of an entry outside it, are skipped; a
 /// corrupt entry is skipped with an error log (its offsets are still consumed, so one
 /// bad entry cannot wedge delivery).
-pub fn encode_batch(env_id: &str, entries: &[StoredEntry], from: u64, to: u64, format: Format, gzip: bool) -> EncodedBody {
-    let mut json = JsonArrayWriter::with_capacity(entries.iter().map(|e| e.payload.len() * 3).sum::<usize>() + 2);
+pub fn encode_batch(
+    env_id: &str,
+    entries: &[StoredEntry],
+    from: u64,
+    to: u64,
+    format: Format,
+    gzip: bool,
+) -> EncodedBody {
+    let mut json = JsonArrayWriter::with_capacity(
+        entries.iter().map(|e| e.payload.len() * 3).sum::<usize>() + 2,
+    );
     let mut summary = Summary::default();
     let mut count = 0u32;
     for entry in entries {
@@ -59,7 +68,12 @@ pub fn encode_batch(env_id: &str, entries: &[StoredEntry], from: u64, to: u64, f
         Format::Json | Format::Fivetran => json.finish().into(),
     };
     let wire = if gzip { gzip_bytes(&raw) } else { raw.clone() };
-    EncodedBody { raw, wire, gzip, count }
+    EncodedBody {
+        raw,
+        wire,
+        gzip,
+        count,
+    }
 }
 
 /// Gzip at a fast level: batches are JSON with much repetition, so level 1 already
@@ -103,7 +117,14 @@ mod tests {
             })
             .collect();
         let e = encode_entry(&ctx, imps.iter().map(|i| (0, i)));
-        StoredEntry { base_offset: base, count: e.count, ingest_ms: 0, min_time: 5, max_time: 5, payload: e.payload.into() }
+        StoredEntry {
+            base_offset: base,
+            count: e.count,
+            ingest_ms: 0,
+            min_time: 5,
+            max_time: 5,
+            payload: e.payload.into(),
+        }
     }
 
     #[test]

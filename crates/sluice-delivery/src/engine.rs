@@ -13,8 +13,8 @@ use crate::encode::encode_batch;
 use crate::gaps::{Gap, list_gaps};
 use crate::health::Phase;
 use crate::http::{ClientOptions, Outcome, build_client, client_tls_config, send};
-use crate::request::{build_request, user_agent};
 use crate::replay;
+use crate::request::{build_request, user_agent};
 use crate::shared::IntegrationShared;
 use crate::worker::{Worker, now_ms};
 use serde::Serialize;
@@ -151,7 +151,11 @@ fn manual_key(id: &str) -> String {
 }
 
 impl DeliveryEngine {
-    pub fn new(catalog: Arc<Catalog>, log: Arc<dyn ImpressionLog>, opts: EngineOptions) -> Arc<DeliveryEngine> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        log: Arc<dyn ImpressionLog>,
+        opts: EngineOptions,
+    ) -> Arc<DeliveryEngine> {
         let meta = catalog.meta().clone();
         let ctx = Arc::new(EngineCtx {
             log,
@@ -265,7 +269,14 @@ impl DeliveryEngine {
             let (stop_tx, stop_rx) = watch::channel(false);
             let worker = Worker::new(integ.clone(), self.ctx.clone(), shared, client, stop_rx);
             let join = tokio::spawn(worker.run());
-            running.insert(id.clone(), Running { config: integ.clone(), stop: stop_tx, join });
+            running.insert(
+                id.clone(),
+                Running {
+                    config: integ.clone(),
+                    stop: stop_tx,
+                    join,
+                },
+            );
         }
         drop(running);
         self.reconcile_replays(&snap).await;
@@ -301,35 +312,60 @@ impl DeliveryEngine {
                     Ok(active) => {
                         replays.insert(id.clone(), active);
                     }
-                    Err(e) => tracing::error!(integration = %id, error = %e, "cannot resume replay"),
+                    Err(e) => {
+                        tracing::error!(integration = %id, error = %e, "cannot resume replay")
+                    }
                 }
             }
         }
     }
 
-    fn spawn_replay(&self, integ: Arc<Integration>, job: replay::ReplayJob) -> Result<ActiveReplay, crate::http::HttpError> {
+    fn spawn_replay(
+        &self,
+        integ: Arc<Integration>,
+        job: replay::ReplayJob,
+    ) -> Result<ActiveReplay, crate::http::HttpError> {
         let client = build_client(&self.client_options(&integ), self.ctx.tls.clone())?;
         let shared = self.shared_for(&integ, false);
         let (stop, stop_rx) = watch::channel(false);
         let id = job.id.clone();
-        let join = tokio::spawn(replay::run(self.ctx.clone(), integ, shared, client, job, stop_rx));
-        Ok(ActiveReplay { job: id, stop, join })
+        let join = tokio::spawn(replay::run(
+            self.ctx.clone(),
+            integ,
+            shared,
+            client,
+            job,
+            stop_rx,
+        ));
+        Ok(ActiveReplay {
+            job: id,
+            stop,
+            join,
+        })
     }
 
     /// Starts a replay of a time window or of a recorded gap.
-    pub async fn start_replay(&self, integ: Arc<Integration>, req: ReplayRequest) -> Result<replay::ReplayJob, ReplayError> {
+    pub async fn start_replay(
+        &self,
+        integ: Arc<Integration>,
+        req: ReplayRequest,
+    ) -> Result<replay::ReplayJob, ReplayError> {
         let mut replays = self.replays.lock().await;
         if let Some(r) = replays.get(&integ.id)
             && !r.join.is_finished()
         {
-            return Err(ReplayError::Conflict(format!("replay {} is still running for this integration; wait for it to finish", r.job)));
+            return Err(ReplayError::Conflict(format!(
+                "replay {} is still running for this integration; wait for it to finish",
+                r.job
+            )));
         }
         let mut spans = Vec::new();
         let (from, to) = match (&req.gap_id, req.from, req.to) {
             (Some(gap_id), None, None) => {
                 let key = format!("{}/{gap_id}", integ.id);
                 let gap: Gap = match self.ctx.meta.get(Bucket::Gaps, &key).await? {
-                    Some(v) => serde_json::from_slice(&v.value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    Some(v) => serde_json::from_slice(&v.value)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     None => return Err(ReplayError::NotFound(format!("gap {gap_id} not found"))),
                 };
                 let b = self.ctx.log.bounds(&gap.environment_id).await?;
@@ -338,12 +374,19 @@ impl DeliveryEngine {
                         "gap {gap_id} is past retention: its first impressions were removed from the log"
                     )));
                 }
-                spans.push(replay::ReplaySpan { env: gap.environment_id.clone(), start: gap.from_offset, end: gap.to_offset, position: gap.from_offset });
+                spans.push(replay::ReplaySpan {
+                    env: gap.environment_id.clone(),
+                    start: gap.from_offset,
+                    end: gap.to_offset,
+                    position: gap.from_offset,
+                });
                 (None, None)
             }
             (None, Some(from), Some(to)) => {
                 if from < 0 || to <= from {
-                    return Err(ReplayError::Invalid("need 0 <= from < to (ms since epoch)".into()));
+                    return Err(ReplayError::Invalid(
+                        "need 0 <= from < to (ms since epoch)".into(),
+                    ));
                 }
                 for env in &integ.environments {
                     let b = self.ctx.log.bounds(env).await?;
@@ -360,12 +403,21 @@ impl DeliveryEngine {
                         }
                     }
                     if b.next > b.first {
-                        spans.push(replay::ReplaySpan { env: env.clone(), start: b.first, end: b.next, position: b.first });
+                        spans.push(replay::ReplaySpan {
+                            env: env.clone(),
+                            start: b.first,
+                            end: b.next,
+                            position: b.first,
+                        });
                     }
                 }
                 (Some(from), Some(to))
             }
-            _ => return Err(ReplayError::Invalid("give either {\"from\", \"to\"} (ms) or {\"gapId\"}".into())),
+            _ => {
+                return Err(ReplayError::Invalid(
+                    "give either {\"from\", \"to\"} (ms) or {\"gapId\"}".into(),
+                ));
+            }
         };
         let total = spans.iter().map(|s| s.end - s.start).sum();
         let job = replay::ReplayJob {
@@ -424,7 +476,8 @@ impl DeliveryEngine {
         let mut changed = false;
         for env in &integ.environments {
             if !c.offsets.contains_key(env) {
-                c.offsets.insert(env.clone(), self.ctx.log.bounds(env).await?.next);
+                c.offsets
+                    .insert(env.clone(), self.ctx.log.bounds(env).await?.next);
                 changed = true;
             }
         }
@@ -436,12 +489,20 @@ impl DeliveryEngine {
 
     /// Forgets a deleted integration's cursor and pause state.
     pub async fn forget(&self, id: &str) -> Result<(), StoreError> {
-        self.ctx.meta.delete(Bucket::Cursors, id, Expect::Any).await?;
-        self.ctx.meta.delete(Bucket::State, &manual_key(id), Expect::Any).await
+        self.ctx
+            .meta
+            .delete(Bucket::Cursors, id, Expect::Any)
+            .await?;
+        self.ctx
+            .meta
+            .delete(Bucket::State, &manual_key(id), Expect::Any)
+            .await
     }
 
     pub async fn status(&self, integ: &Integration) -> Result<IntegrationStatus, StoreError> {
-        let c = cursor::load(self.ctx.meta.as_ref(), &integ.id).await?.unwrap_or_default();
+        let c = cursor::load(self.ctx.meta.as_ref(), &integ.id)
+            .await?
+            .unwrap_or_default();
         let mut lag = 0u64;
         let mut oldest: Option<i64> = None;
         for env in &integ.environments {
@@ -462,30 +523,34 @@ impl DeliveryEngine {
         let now = now_ms();
         let lag_seconds = oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
         let shared = self.get_shared(&integ.id);
-        let manual = shared.as_ref().map(|s| *s.manual_pause.borrow()).unwrap_or(false);
-        let (phase, delivered, failed, last_error, last_success, rate, pauses, history) = match &shared {
-            Some(s) => s.with(|st| {
-                (
-                    st.health.phase(),
-                    st.delivered.max(c.delivered),
-                    st.failed_attempts,
-                    st.last_error.clone(),
-                    st.last_success_ms,
-                    st.health.failure_rate_percent(),
-                    st.health.pause_count(),
-                    st.health
-                        .pause_history()
-                        .map(|p| PauseRecord {
-                            paused_at: p.paused_at_unix_ms,
-                            cooldown_ms: p.cooldown.as_millis() as u64,
-                            failure_rate_percent: p.failure_rate_percent,
-                            reason: p.reason.clone(),
-                        })
-                        .collect(),
-                )
-            }),
-            None => (Phase::Active, c.delivered, 0, None, None, 0, 0, Vec::new()),
-        };
+        let manual = shared
+            .as_ref()
+            .map(|s| *s.manual_pause.borrow())
+            .unwrap_or(false);
+        let (phase, delivered, failed, last_error, last_success, rate, pauses, history) =
+            match &shared {
+                Some(s) => s.with(|st| {
+                    (
+                        st.health.phase(),
+                        st.delivered.max(c.delivered),
+                        st.failed_attempts,
+                        st.last_error.clone(),
+                        st.last_success_ms,
+                        st.health.failure_rate_percent(),
+                        st.health.pause_count(),
+                        st.health
+                            .pause_history()
+                            .map(|p| PauseRecord {
+                                paused_at: p.paused_at_unix_ms,
+                                cooldown_ms: p.cooldown.as_millis() as u64,
+                                failure_rate_percent: p.failure_rate_percent,
+                                reason: p.reason.clone(),
+                            })
+                            .collect(),
+                    )
+                }),
+                None => (Phase::Active, c.delivered, 0, None, None, 0, 0, Vec::new()),
+            };
         let (state, paused_until) = if !integ.enabled {
             ("disabled", None)
         } else if manual {
@@ -520,7 +585,9 @@ impl DeliveryEngine {
     }
 
     pub fn attempts(&self, id: &str) -> Vec<AttemptRecord> {
-        self.get_shared(id).map(|s| s.with(|st| st.attempts.recent())).unwrap_or_default()
+        self.get_shared(id)
+            .map(|s| s.with(|st| st.attempts.recent()))
+            .unwrap_or_default()
     }
 
     pub async fn gaps(&self, id: &str) -> Result<Vec<Gap>, StoreError> {
@@ -529,14 +596,25 @@ impl DeliveryEngine {
 
     /// Operator pause: persisted, so it survives restarts.
     pub async fn pause(&self, integ: &Integration) -> Result<(), StoreError> {
-        self.ctx.meta.put(Bucket::State, &manual_key(&integ.id), b"1".to_vec(), Expect::Any).await?;
+        self.ctx
+            .meta
+            .put(
+                Bucket::State,
+                &manual_key(&integ.id),
+                b"1".to_vec(),
+                Expect::Any,
+            )
+            .await?;
         self.shared_for(integ, true).manual_pause.send_replace(true);
         Ok(())
     }
 
     /// Operator resume: also clears an automatic pause (the operator says it is fixed).
     pub async fn resume(&self, integ: &Integration) -> Result<(), StoreError> {
-        self.ctx.meta.delete(Bucket::State, &manual_key(&integ.id), Expect::Any).await?;
+        self.ctx
+            .meta
+            .delete(Bucket::State, &manual_key(&integ.id), Expect::Any)
+            .await?;
         let s = self.shared_for(integ, false);
         s.with(|st| st.health.reset());
         s.manual_pause.send_replace(false);
@@ -548,7 +626,13 @@ impl DeliveryEngine {
     /// delivered.
     pub async fn test_send(&self, integ: &Integration) -> TestResult {
         let env = integ.environments.first().cloned().unwrap_or_default();
-        let env_name = self.catalog.snapshot().environments.get(&env).map(|e| e.name.clone()).unwrap_or_default();
+        let env_name = self
+            .catalog
+            .snapshot()
+            .environments
+            .get(&env)
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
         let imp = ImpressionIn {
             key: "sluice-test-key".into(),
             split: "sluice_test_flag".into(),
@@ -567,12 +651,35 @@ impl DeliveryEngine {
             machine_ip: None,
         }];
         let e = encode_entry(&ctx, std::iter::once((0usize, &imp)));
-        let entry = StoredEntry { base_offset: 0, count: 1, ingest_ms: now_ms(), min_time: imp.time, max_time: imp.time, payload: e.payload.into() };
-        let body = encode_batch(&env, &[entry], 0, 1, integ.effective_format(), integ.effective_gzip());
+        let entry = StoredEntry {
+            base_offset: 0,
+            count: 1,
+            ingest_ms: now_ms(),
+            min_time: imp.time,
+            max_time: imp.time,
+            payload: e.payload.into(),
+        };
+        let body = encode_batch(
+            &env,
+            &[entry],
+            0,
+            1,
+            integ.effective_format(),
+            integ.effective_gzip(),
+        );
         let batch_id = format!("msg_test{:016x}", rand::random::<u64>());
         let req = build_request(integ, &batch_id, &body, now_ms() / 1000);
-        let outcome: Outcome = match build_client(&self.client_options(integ), self.ctx.tls.clone()) {
-            Ok(client) => send(&client, &self.ctx.opts.policy, &req, self.ctx.opts.max_response_bytes).await,
+        let outcome: Outcome = match build_client(&self.client_options(integ), self.ctx.tls.clone())
+        {
+            Ok(client) => {
+                send(
+                    &client,
+                    &self.ctx.opts.policy,
+                    &req,
+                    self.ctx.opts.max_response_bytes,
+                )
+                .await
+            }
             Err(e) => {
                 return TestResult {
                     delivered: false,

@@ -26,7 +26,10 @@ pub struct Gap {
 }
 
 pub async fn record_gap(meta: &dyn MetaStore, mut gap: Gap) -> Result<Gap, StoreError> {
-    gap.id = format!("{}-{:020}-{}", gap.recorded_at, gap.from_offset, gap.environment_id);
+    gap.id = format!(
+        "{}-{:020}-{}",
+        gap.recorded_at, gap.from_offset, gap.environment_id
+    );
     let key = format!("{}/{}", gap.integration_id, gap.id);
     let bytes = serde_json::to_vec(&gap).map_err(|e| StoreError::Meta(e.to_string()))?;
     meta.put(Bucket::Gaps, &key, bytes, Expect::Any).await?;
@@ -38,6 +41,9 @@ pub async fn list_gaps(meta: &dyn MetaStore, integration: &str) -> Result<Vec<Ga
     meta.list(Bucket::Gaps, &prefix)
         .await?
         .into_iter()
-        .map(|(k, v)| serde_json::from_slice(&v.value).map_err(|e| StoreError::Corrupt(format!("gap {k}: {e}"))))
+        .map(|(k, v)| {
+            serde_json::from_slice(&v.value)
+                .map_err(|e| StoreError::Corrupt(format!("gap {k}: {e}")))
+        })
         .collect()
 }

@@ -124,12 +124,16 @@ impl Health {
             return false;
         }
         let rate = self.failure_rate_percent();
-        let by_rate = self.window.len() >= self.cfg.min_attempts as usize && rate >= self.cfg.failure_rate_percent;
+        let by_rate = self.window.len() >= self.cfg.min_attempts as usize
+            && rate >= self.cfg.failure_rate_percent;
         let by_run = self.consecutive_failures >= self.consecutive_limit();
         if by_rate || by_run {
             self.cooldown = Duration::from_millis(self.cfg.initial_cooldown_ms);
             let reason = if by_rate {
-                format!("failure rate {rate}% over the last {} attempts", self.window.len())
+                format!(
+                    "failure rate {rate}% over the last {} attempts",
+                    self.window.len()
+                )
             } else {
                 format!("{} consecutive failed attempts", self.consecutive_failures)
             };
@@ -147,7 +151,10 @@ impl Health {
             self.consecutive_failures = 0;
         } else {
             self.consecutive_failures += 1;
-            let doubled = self.cooldown.saturating_mul(2).max(Duration::from_millis(self.cfg.initial_cooldown_ms));
+            let doubled = self
+                .cooldown
+                .saturating_mul(2)
+                .max(Duration::from_millis(self.cfg.initial_cooldown_ms));
             self.cooldown = doubled.min(Duration::from_millis(self.cfg.max_cooldown_ms));
             self.enter_pause(now, now_unix_ms, jitter, "probe failed".into());
         }
@@ -219,11 +226,16 @@ mod tests {
         }
         let n = paused_after.expect("sustained failures must pause");
         assert!(n <= 6, "paused only after {n} failures");
-        let Phase::Paused { until } = h.phase() else { panic!("not paused") };
+        let Phase::Paused { until } = h.phase() else {
+            panic!("not paused")
+        };
         assert_eq!(until - t0, Duration::from_millis(c.initial_cooldown_ms));
         assert!(h.degraded());
         // Still paused just before the cooldown ends; probing after.
-        assert!(matches!(h.tick(until - Duration::from_millis(1)), Phase::Paused { .. }));
+        assert!(matches!(
+            h.tick(until - Duration::from_millis(1)),
+            Phase::Paused { .. }
+        ));
         assert_eq!(h.tick(until), Phase::Probing);
         // Probe failures double the cooldown up to the cap.
         let mut expected = c.initial_cooldown_ms;
@@ -231,7 +243,9 @@ mod tests {
         for _ in 0..12 {
             h.record_probe(false, now, 0, 0.0);
             expected = (expected * 2).min(c.max_cooldown_ms);
-            let Phase::Paused { until } = h.phase() else { panic!() };
+            let Phase::Paused { until } = h.phase() else {
+                panic!()
+            };
             assert_eq!(until - now, Duration::from_millis(expected));
             now = until;
             assert_eq!(h.tick(now), Phase::Probing);
@@ -252,10 +266,15 @@ mod tests {
             let mut h = Health::new(c.clone());
             let t0 = Instant::now();
             while !h.record(false, t0, 0, j) {}
-            let Phase::Paused { until } = h.phase() else { panic!() };
+            let Phase::Paused { until } = h.phase() else {
+                panic!()
+            };
             let ms = (until - t0).as_millis() as f64;
             let base = c.initial_cooldown_ms as f64;
-            assert!(ms >= base * 0.8 - 1.0 && ms <= base * 1.2 + 1.0, "{j}: {ms}");
+            assert!(
+                ms >= base * 0.8 - 1.0 && ms <= base * 1.2 + 1.0,
+                "{j}: {ms}"
+            );
         }
     }
 

@@ -17,4 +17,6 @@ pub mod request;
 pub mod shared;
 mod worker;
 
-pub use engine::{DeliveryEngine, EngineOptions, IntegrationStatus, ReplayError, ReplayRequest, TestResult};
+pub use engine::{
+    DeliveryEngine, EngineOptions, IntegrationStatus, ReplayError, ReplayRequest, TestResult,
+};

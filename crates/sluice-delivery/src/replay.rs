@@ -77,29 +77,55 @@ pub fn job_key(integration: &str, job: &str) -> String {
 
 pub async fn save_job(meta: &dyn MetaStore, job: &ReplayJob) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(job).map_err(|e| StoreError::Meta(e.to_string()))?;
-    meta.put(Bucket::State, &job_key(&job.integration_id, &job.id), bytes, Expect::Any).await.map(|_| ())
+    meta.put(
+        Bucket::State,
+        &job_key(&job.integration_id, &job.id),
+        bytes,
+        Expect::Any,
+    )
+    .await
+    .map(|_| ())
 }
 
-pub async fn list_jobs(meta: &dyn MetaStore, integration: &str) -> Result<Vec<ReplayJob>, StoreError> {
+pub async fn list_jobs(
+    meta: &dyn MetaStore,
+    integration: &str,
+) -> Result<Vec<ReplayJob>, StoreError> {
     meta.list(Bucket::State, &format!("replay/{integration}/"))
         .await?
         .into_iter()
-        .map(|(k, v)| serde_json::from_slice(&v.value).map_err(|e| StoreError::Corrupt(format!("{k}: {e}"))))
+        .map(|(k, v)| {
+            serde_json::from_slice(&v.value).map_err(|e| StoreError::Corrupt(format!("{k}: {e}")))
+        })
         .collect()
 }
 
 /// Reads the impressions of `[from, to)` of `env` that fall in the job's window.
-async fn collect(ctx: &EngineCtx, job: &ReplayJob, env: &str, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+async fn collect(
+    ctx: &EngineCtx,
+    job: &ReplayJob,
+    env: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<StoredEntry>, StoreError> {
     let mut out = Vec::new();
     let mut pos = from;
     while pos < to {
         let entries = match (job.from, job.to) {
-            (Some(f), Some(t)) => ctx.log.scan_time(env, f, t, pos, (to - pos) as usize).await?,
+            (Some(f), Some(t)) => {
+                ctx.log
+                    .scan_time(env, f, t, pos, (to - pos) as usize)
+                    .await?
+            }
             _ => ctx.log.read(env, pos, (to - pos) as usize).await?,
         };
         let Some(last) = entries.last() else { break };
         let next = last.end_offset();
-        out.extend(entries.into_iter().filter(|e| e.end_offset() > pos && e.base_offset < to));
+        out.extend(
+            entries
+                .into_iter()
+                .filter(|e| e.end_offset() > pos && e.base_offset < to),
+        );
         if next <= pos {
             break;
         }
@@ -110,7 +136,14 @@ async fn collect(ctx: &EngineCtx, job: &ReplayJob, env: &str, from: u64, to: u64
 
 /// Keeps only the records whose time is in the window by rebuilding entries' payloads is
 /// costly; instead the encoder is given the window and skips others.
-fn encode_window(job: &ReplayJob, env: &str, entries: &[StoredEntry], from: u64, to: u64, integ: &Integration) -> EncodedBody {
+fn encode_window(
+    job: &ReplayJob,
+    env: &str,
+    entries: &[StoredEntry],
+    from: u64,
+    to: u64,
+    integ: &Integration,
+) -> EncodedBody {
     match (job.from, job.to) {
         (Some(f), Some(t)) => {
             // Re-encode each entry keeping only records in the window.
@@ -120,9 +153,23 @@ fn encode_window(job: &ReplayJob, env: &str, entries: &[StoredEntry], from: u64,
                 .collect();
             let lo = filtered.first().map_or(from, |e| e.base_offset);
             let hi = filtered.last().map_or(to, |e| e.end_offset());
-            encode_batch(env, &filtered, lo, hi, integ.effective_format(), integ.effective_gzip())
+            encode_batch(
+                env,
+                &filtered,
+                lo,
+                hi,
+                integ.effective_format(),
+                integ.effective_gzip(),
+            )
         }
-        _ => encode_batch(env, entries, from, to, integ.effective_format(), integ.effective_gzip()),
+        _ => encode_batch(
+            env,
+            entries,
+            from,
+            to,
+            integ.effective_format(),
+            integ.effective_gzip(),
+        ),
     }
 }
 
@@ -213,7 +260,10 @@ pub(crate) async fn run(
                 let s = &job.spans[span];
                 match ctx.log.scan_time(&s.env, f, t, s.position, 1).await {
                     Ok(entries) => {
-                        let next = entries.iter().find(|e| e.end_offset() > s.position).map_or(s.end, |e| e.base_offset.max(s.position));
+                        let next = entries
+                            .iter()
+                            .find(|e| e.end_offset() > s.position)
+                            .map_or(s.end, |e| e.base_offset.max(s.position));
                         let skipped = next.min(s.end) - s.position;
                         job.scanned_offsets += skipped;
                         job.spans[span].position = next.min(job.spans[span].end);
@@ -232,16 +282,27 @@ pub(crate) async fn run(
             // Cut at most `max` offsets at a time; a window replay may find fewer matches.
             let to = (s.position + max).min(s.end);
             job.seq += 1;
-            job.pinned = Some(PinnedBatch { id: format!("msg_r{}{:08}", job.id, job.seq), env: s.env.clone(), from: s.position, to });
+            job.pinned = Some(PinnedBatch {
+                id: format!("msg_r{}{:08}", job.id, job.seq),
+                env: s.env.clone(),
+                from: s.position,
+                to,
+            });
             if let Err(e) = save_job(ctx.meta.as_ref(), &job).await {
                 tracing::warn!(error = %e, "cannot save replay progress");
             }
         }
-        let Some(p) = job.pinned.clone() else { continue };
+        let Some(p) = job.pinned.clone() else {
+            continue;
+        };
         let body = match collect(&ctx, &job, &p.env, p.from, p.to).await {
             Ok(entries) => {
                 let (j, env, i) = (job.clone(), p.env.clone(), integ.clone());
-                match tokio::task::spawn_blocking(move || encode_window(&j, &env, &entries, p.from, p.to, &i)).await {
+                match tokio::task::spawn_blocking(move || {
+                    encode_window(&j, &env, &entries, p.from, p.to, &i)
+                })
+                .await
+                {
                     Ok(b) => b,
                     Err(e) => {
                         job.last_error = Some(format!("encoding failed: {e}"));
@@ -264,7 +325,11 @@ pub(crate) async fn run(
             let started_ms = now_ms();
             let req = build_request(&integ, &p.id, &body, started_ms / 1000);
             let outcome = {
-                let _permit = if job.failed_attempts > 0 { ctx.degraded.clone().acquire_owned().await.ok() } else { None };
+                let _permit = if job.failed_attempts > 0 {
+                    ctx.degraded.clone().acquire_owned().await.ok()
+                } else {
+                    None
+                };
                 tokio::select! {
                     o = send(&client, &ctx.opts.policy, &req, ctx.opts.max_response_bytes) => o,
                     _ = stop.changed() => return,
@@ -284,9 +349,15 @@ pub(crate) async fn run(
             );
             if !outcome.is_delivered() {
                 job.failed_attempts += 1;
-                job.last_error = outcome.error.clone().or(outcome.status.map(|s| format!("HTTP {s}")));
+                job.last_error = outcome
+                    .error
+                    .clone()
+                    .or(outcome.status.map(|s| format!("HTTP {s}")));
                 let _ = save_job(ctx.meta.as_ref(), &job).await;
-                let wait = outcome.retry_after.unwrap_or(backoff).min(Duration::from_millis(integ.protection.max_cooldown_ms));
+                let wait = outcome
+                    .retry_after
+                    .unwrap_or(backoff)
+                    .min(Duration::from_millis(integ.protection.max_cooldown_ms));
                 backoff = (backoff * 2).min(Duration::from_secs(60));
                 tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = stop.changed() => return }
                 continue;
@@ -313,7 +384,9 @@ async fn close_gap(meta: &dyn MetaStore, integration: &str, gap_id: &str, job: &
     {
         gap.closed_by = Some(job.to_owned());
         if let Ok(bytes) = serde_json::to_vec(&gap) {
-            let _ = meta.put(Bucket::Gaps, &key, bytes, Expect::Revision(v.revision)).await;
+            let _ = meta
+                .put(Bucket::Gaps, &key, bytes, Expect::Revision(v.revision))
+                .await;
         }
     }
 }

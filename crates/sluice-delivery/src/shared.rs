@@ -66,10 +66,13 @@ impl IntegrationShared {
     pub fn record_attempt(&self, a: AttemptInfo<'_>, outcome: &crate::http::Outcome) {
         let ok = outcome.is_delivered();
         let error = (!ok).then(|| {
-            outcome.error.clone().unwrap_or_else(|| match outcome.status {
-                Some(s) => format!("HTTP {s}"),
-                None => "failed".into(),
-            })
+            outcome
+                .error
+                .clone()
+                .unwrap_or_else(|| match outcome.status {
+                    Some(s) => format!("HTTP {s}"),
+                    None => "failed".into(),
+                })
         });
         let live = a.kind != "replay";
         self.with(|s| {
@@ -96,7 +99,8 @@ impl IntegrationShared {
         metrics::counter!("sluice_delivery_attempts_total", "integration" => id.clone(), "kind" => a.kind, "result" => if ok { "ok" } else { "error" })
             .increment(1);
         if ok && live {
-            metrics::counter!("sluice_delivered_impressions_total", "integration" => id).increment(u64::from(a.impressions));
+            metrics::counter!("sluice_delivered_impressions_total", "integration" => id)
+                .increment(u64::from(a.impressions));
         }
     }
 }

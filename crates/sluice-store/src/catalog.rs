@@ -9,8 +9,8 @@
 
 use crate::error::StoreError;
 use crate::meta::{Bucket, Expect, MetaStore};
-use sluice_core::model::{DEFAULT_PROJECT, Environment, Integration, Project, key_digest};
 use sluice_core::ValidationError;
+use sluice_core::model::{DEFAULT_PROJECT, Environment, Integration, Project, key_digest};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use thiserror::Error;
@@ -38,7 +38,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn build(projects: Vec<Project>, environments: Vec<Environment>, integrations: Vec<Integration>) -> Snapshot {
+    fn build(
+        projects: Vec<Project>,
+        environments: Vec<Environment>,
+        integrations: Vec<Integration>,
+    ) -> Snapshot {
         let mut s = Snapshot::default();
         for p in projects {
             s.projects.insert(p.id.clone(), Arc::new(p));
@@ -70,8 +74,13 @@ pub struct Catalog {
     write_lock: Mutex<()>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bucket: Bucket, key: &str, raw: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt(format!("{}/{key}: {e}", bucket.name())))
+fn decode<T: serde::de::DeserializeOwned>(
+    bucket: Bucket,
+    key: &str,
+    raw: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(raw)
+        .map_err(|e| StoreError::Corrupt(format!("{}/{key}: {e}", bucket.name())))
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -82,8 +91,19 @@ impl Catalog {
     /// Loads the catalog, creating the `default` project on first start.
     pub async fn load(meta: Arc<dyn MetaStore>) -> Result<Catalog, StoreError> {
         if meta.get(Bucket::Projects, DEFAULT_PROJECT).await?.is_none() {
-            let p = Project { id: DEFAULT_PROJECT.into(), name: "Default".into() };
-            match meta.put(Bucket::Projects, DEFAULT_PROJECT, encode(&p), Expect::Absent).await {
+            let p = Project {
+                id: DEFAULT_PROJECT.into(),
+                name: "Default".into(),
+            };
+            match meta
+                .put(
+                    Bucket::Projects,
+                    DEFAULT_PROJECT,
+                    encode(&p),
+                    Expect::Absent,
+                )
+                .await
+            {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -98,8 +118,15 @@ impl Catalog {
     }
 
     async fn read_all(meta: &dyn MetaStore) -> Result<Snapshot, StoreError> {
-        async fn all<T: serde::de::DeserializeOwned>(meta: &dyn MetaStore, b: Bucket) -> Result<Vec<T>, StoreError> {
-            meta.list(b, "").await?.into_iter().map(|(k, v)| decode(b, &k, &v.value)).collect()
+        async fn all<T: serde::de::DeserializeOwned>(
+            meta: &dyn MetaStore,
+            b: Bucket,
+        ) -> Result<Vec<T>, StoreError> {
+            meta.list(b, "")
+                .await?
+                .into_iter()
+                .map(|(k, v)| decode(b, &k, &v.value))
+                .collect()
         }
         Ok(Snapshot::build(
             all(meta, Bucket::Projects).await?,
@@ -155,10 +182,15 @@ impl Catalog {
     pub async fn create_project(&self, p: Project) -> Result<Project, CatalogError> {
         p.validate()?;
         let _g = self.write_lock.lock().await;
-        self.meta.put(Bucket::Projects, &p.id, encode(&p), Expect::Absent).await.map_err(|e| match e {
-            StoreError::Conflict(_) => CatalogError::Conflict(format!("project {} already exists", p.id)),
-            e => e.into(),
-        })?;
+        self.meta
+            .put(Bucket::Projects, &p.id, encode(&p), Expect::Absent)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    CatalogError::Conflict(format!("project {} already exists", p.id))
+                }
+                e => e.into(),
+            })?;
         let q = p.clone();
         self.commit_change(|s| {
             s.projects.insert(q.id.clone(), Arc::new(q));
@@ -173,7 +205,9 @@ impl Catalog {
         if !self.snapshot().projects.contains_key(&p.id) {
             return Err(CatalogError::NotFound(format!("project {}", p.id)));
         }
-        self.meta.put(Bucket::Projects, &p.id, encode(&p), Expect::Any).await?;
+        self.meta
+            .put(Bucket::Projects, &p.id, encode(&p), Expect::Any)
+            .await?;
         let q = p.clone();
         self.commit_change(|s| {
             s.projects.insert(q.id.clone(), Arc::new(q));
@@ -188,7 +222,9 @@ impl Catalog {
         if !snap.projects.contains_key(id) {
             return Err(CatalogError::NotFound(format!("project {id}")));
         }
-        if snap.environments.values().any(|e| e.project == id) || snap.integrations.values().any(|i| i.project == id) {
+        if snap.environments.values().any(|e| e.project == id)
+            || snap.integrations.values().any(|i| i.project == id)
+        {
             return Err(CatalogError::Conflict(format!(
                 "project {id} still has environments or integrations; delete them first"
             )));
@@ -206,11 +242,18 @@ impl Catalog {
     fn check_environment(snap: &Snapshot, e: &Environment) -> Result<(), CatalogError> {
         e.validate()?;
         if !snap.projects.contains_key(&e.project) {
-            return Err(ValidationError::new("project", format!("project {} does not exist", e.project)).into());
+            return Err(ValidationError::new(
+                "project",
+                format!("project {} does not exist", e.project),
+            )
+            .into());
         }
         if let Some(existing) = snap.environments.get(&e.id)
             && existing.project != e.project
-            && snap.integrations.values().any(|i| i.environments.contains(&e.id))
+            && snap
+                .integrations
+                .values()
+                .any(|i| i.environments.contains(&e.id))
         {
             return Err(CatalogError::Conflict(format!(
                 "environment {} is used by integrations of project {}; it cannot move to another project",
@@ -221,7 +264,9 @@ impl Catalog {
             if let Some(owner) = snap.environment_for_key(k)
                 && owner.id != e.id
             {
-                return Err(CatalogError::Conflict("an SDK key is already used by another environment".into()));
+                return Err(CatalogError::Conflict(
+                    "an SDK key is already used by another environment".into(),
+                ));
             }
         }
         Ok(())
@@ -231,10 +276,15 @@ impl Catalog {
         let _g = self.write_lock.lock().await;
         let snap = self.snapshot();
         if snap.environments.contains_key(&e.id) {
-            return Err(CatalogError::Conflict(format!("environment {} already exists", e.id)));
+            return Err(CatalogError::Conflict(format!(
+                "environment {} already exists",
+                e.id
+            )));
         }
         Self::check_environment(&snap, &e)?;
-        self.meta.put(Bucket::Environments, &e.id, encode(&e), Expect::Absent).await?;
+        self.meta
+            .put(Bucket::Environments, &e.id, encode(&e), Expect::Absent)
+            .await?;
         let f = e.clone();
         self.commit_change(|s| {
             s.environments.insert(f.id.clone(), Arc::new(f));
@@ -250,7 +300,9 @@ impl Catalog {
             return Err(CatalogError::NotFound(format!("environment {}", e.id)));
         }
         Self::check_environment(&snap, &e)?;
-        self.meta.put(Bucket::Environments, &e.id, encode(&e), Expect::Any).await?;
+        self.meta
+            .put(Bucket::Environments, &e.id, encode(&e), Expect::Any)
+            .await?;
         let f = e.clone();
         self.commit_change(|s| {
             s.environments.insert(f.id.clone(), Arc::new(f));
@@ -265,13 +317,19 @@ impl Catalog {
         if !snap.environments.contains_key(id) {
             return Err(CatalogError::NotFound(format!("environment {id}")));
         }
-        if let Some(i) = snap.integrations.values().find(|i| i.environments.iter().any(|e| e == id)) {
+        if let Some(i) = snap
+            .integrations
+            .values()
+            .find(|i| i.environments.iter().any(|e| e == id))
+        {
             return Err(CatalogError::Conflict(format!(
                 "environment {id} is used by integration {}; remove it there first",
                 i.id
             )));
         }
-        self.meta.delete(Bucket::Environments, id, Expect::Any).await?;
+        self.meta
+            .delete(Bucket::Environments, id, Expect::Any)
+            .await?;
         self.commit_change(|s| {
             s.environments.remove(id);
         })
@@ -284,15 +342,28 @@ impl Catalog {
     fn check_integration(snap: &Snapshot, i: &Integration) -> Result<(), CatalogError> {
         i.validate()?;
         if !snap.projects.contains_key(&i.project) {
-            return Err(ValidationError::new("project", format!("project {} does not exist", i.project)).into());
+            return Err(ValidationError::new(
+                "project",
+                format!("project {} does not exist", i.project),
+            )
+            .into());
         }
         for e in &i.environments {
             match snap.environments.get(e) {
-                None => return Err(ValidationError::new("environments", format!("environment {e} does not exist")).into()),
+                None => {
+                    return Err(ValidationError::new(
+                        "environments",
+                        format!("environment {e} does not exist"),
+                    )
+                    .into());
+                }
                 Some(env) if env.project != i.project => {
                     return Err(ValidationError::new(
                         "environments",
-                        format!("environment {e} belongs to project {}, not {}", env.project, i.project),
+                        format!(
+                            "environment {e} belongs to project {}, not {}",
+                            env.project, i.project
+                        ),
                     )
                     .into());
                 }
@@ -306,10 +377,15 @@ impl Catalog {
         let _g = self.write_lock.lock().await;
         let snap = self.snapshot();
         if snap.integrations.contains_key(&i.id) {
-            return Err(CatalogError::Conflict(format!("integration {} already exists", i.id)));
+            return Err(CatalogError::Conflict(format!(
+                "integration {} already exists",
+                i.id
+            )));
         }
         Self::check_integration(&snap, &i)?;
-        self.meta.put(Bucket::Integrations, &i.id, encode(&i), Expect::Absent).await?;
+        self.meta
+            .put(Bucket::Integrations, &i.id, encode(&i), Expect::Absent)
+            .await?;
         let j = i.clone();
         self.commit_change(|s| {
             s.integrations.insert(j.id.clone(), Arc::new(j));
@@ -325,7 +401,9 @@ impl Catalog {
             return Err(CatalogError::NotFound(format!("integration {}", i.id)));
         }
         Self::check_integration(&snap, &i)?;
-        self.meta.put(Bucket::Integrations, &i.id, encode(&i), Expect::Any).await?;
+        self.meta
+            .put(Bucket::Integrations, &i.id, encode(&i), Expect::Any)
+            .await?;
         let j = i.clone();
         self.commit_change(|s| {
             s.integrations.insert(j.id.clone(), Arc::new(j));
@@ -339,7 +417,9 @@ impl Catalog {
         if !self.snapshot().integrations.contains_key(id) {
             return Err(CatalogError::NotFound(format!("integration {id}")));
         }
-        self.meta.delete(Bucket::Integrations, id, Expect::Any).await?;
+        self.meta
+            .delete(Bucket::Integrations, id, Expect::Any)
+            .await?;
         self.commit_change(|s| {
             s.integrations.remove(id);
         })

@@ -19,7 +19,12 @@ pub struct AppendEntry {
 
 impl From<sluice_core::record::EncodedEntry> for AppendEntry {
     fn from(e: sluice_core::record::EncodedEntry) -> Self {
-        AppendEntry { payload: e.payload, count: e.count, min_time: e.min_time, max_time: e.max_time }
+        AppendEntry {
+            payload: e.payload,
+            count: e.count,
+            min_time: e.min_time,
+            max_time: e.max_time,
+        }
     }
 }
 
@@ -71,7 +76,12 @@ pub trait ImpressionLog: Send + Sync + 'static {
     /// at least `max_records` impressions are returned (at least one entry when any is
     /// available). The first entry may start before `from`; callers skip what they have.
     /// If `from` is below the retained range, reading starts at the first retained entry.
-    async fn read(&self, env: &str, from: u64, max_records: usize) -> Result<Vec<StoredEntry>, StoreError>;
+    async fn read(
+        &self,
+        env: &str,
+        from: u64,
+        max_records: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError>;
 
     /// The retained range of `env`'s log (all zeros for a log never written).
     async fn bounds(&self, env: &str) -> Result<LogBounds, StoreError>;

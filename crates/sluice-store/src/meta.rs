@@ -18,8 +18,14 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 6] =
-        [Bucket::Projects, Bucket::Environments, Bucket::Integrations, Bucket::Cursors, Bucket::Gaps, Bucket::State];
+    pub const ALL: [Bucket; 6] = [
+        Bucket::Projects,
+        Bucket::Environments,
+        Bucket::Integrations,
+        Bucket::Cursors,
+        Bucket::Gaps,
+        Bucket::State,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,10 +61,20 @@ pub enum Expect {
 pub trait MetaStore: Send + Sync + 'static {
     async fn get(&self, bucket: Bucket, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// All keys of a bucket with a given prefix, in key order.
-    async fn list(&self, bucket: Bucket, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError>;
+    async fn list(
+        &self,
+        bucket: Bucket,
+        prefix: &str,
+    ) -> Result<Vec<(String, Versioned)>, StoreError>;
     /// Writes durably when `expect` holds; returns the new revision or
     /// [`StoreError::Conflict`]. Concurrent writers share one commit.
-    async fn put(&self, bucket: Bucket, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError>;
+    async fn put(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<u64, StoreError>;
     /// Deletes when `expect` holds (deleting a missing key with `Any` is fine).
     async fn delete(&self, bucket: Bucket, key: &str, expect: Expect) -> Result<(), StoreError>;
 }

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "Self-hosted impressions webhook service")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Self-hosted impressions webhook service"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -84,7 +88,9 @@ fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
         && !s.is_empty()
         && s != "embedded"
     {
-        anyhow::bail!("--store {s}: only the embedded store is available in this build (NATS JetStream is planned)");
+        anyhow::bail!(
+            "--store {s}: only the embedded store is available in this build (NATS JetStream is planned)"
+        );
     }
     if let Some(v) = a.listen {
         o.listen = v;
@@ -108,12 +114,17 @@ fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     sluice::install_crypto_provider();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -70,7 +70,8 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     pub fn from_file(path: &Path) -> anyhow::Result<ServeOptions> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -129,7 +130,11 @@ fn admin_token(opts: &ServeOptions) -> anyhow::Result<(String, bool)> {
     {
         return Ok((t.trim().to_owned(), true));
     }
-    let token = format!("adm_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let token = format!(
+        "adm_{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
     write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
     Ok((token, true))
 }
@@ -137,32 +142,51 @@ fn admin_token(opts: &ServeOptions) -> anyhow::Result<(String, bool)> {
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(content.as_bytes())?;
     f.sync_all()
 }
 
 /// Opens storage and starts serving. Returns once the listener is bound.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
     let lock = lock_data_dir(&opts.data_dir)?;
     let log_opts = LogOptions {
         retention_ms: (opts.retention_hours.max(1) * 3600 * 1000) as i64,
         max_total_bytes: (opts.max_storage_bytes > 0).then_some(opts.max_storage_bytes),
-        segment_bytes: opts.segment_bytes.unwrap_or(LogOptions::default().segment_bytes),
+        segment_bytes: opts
+            .segment_bytes
+            .unwrap_or(LogOptions::default().segment_bytes),
         ..LogOptions::default()
     };
-    let seg_log = Arc::new(SegmentLog::open(&opts.data_dir.join("log"), log_opts).context("opening the impression log")?);
+    let seg_log = Arc::new(
+        SegmentLog::open(&opts.data_dir.join("log"), log_opts)
+            .context("opening the impression log")?,
+    );
     let log: Arc<dyn ImpressionLog> = seg_log.clone();
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(RedbMeta::open(&opts.data_dir.join("meta.redb")).context("opening the metadata store")?);
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        RedbMeta::open(&opts.data_dir.join("meta.redb")).context("opening the metadata store")?,
+    );
     let catalog = Arc::new(Catalog::load(meta).await.context("loading configuration")?);
     let (token, from_data_dir) = admin_token(&opts)?;
-    let policy = AddressPolicy { allow_private: opts.allow_private_destinations, allow: opts.allow_destinations.clone() };
+    let policy = AddressPolicy {
+        allow_private: opts.allow_private_destinations,
+        allow: opts.allow_destinations.clone(),
+    };
     let engine = DeliveryEngine::new(
         catalog.clone(),
         log.clone(),
-        EngineOptions { policy: Arc::new(policy), degraded_concurrency: opts.degraded_concurrency, ..EngineOptions::default() },
+        EngineOptions {
+            policy: Arc::new(policy),
+            degraded_concurrency: opts.degraded_concurrency,
+            ..EngineOptions::default()
+        },
     );
     let engine_task = engine.start();
     let state = Inner::new(
@@ -176,18 +200,28 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         },
         metrics_handle(),
     );
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
     if opts.banner {
-        println!("sluice {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+        println!(
+            "sluice {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
         println!("data dir: {}", opts.data_dir.display());
         if from_data_dir {
-            println!("admin token: {token}  (kept in {})", opts.data_dir.join("admin-token").display());
+            println!(
+                "admin token: {token}  (kept in {})",
+                opts.data_dir.join("admin-token").display()
+            );
         } else {
             println!("admin token: from SLUICE_ADMIN_TOKEN");
         }
         if opts.allow_private_destinations {
-            println!("warning: --allow-private-destinations is on: webhooks may reach private and loopback addresses");
+            println!(
+                "warning: --allow-private-destinations is on: webhooks may reach private and loopback addresses"
+            );
         }
     }
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -205,7 +239,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
                 state.ready.store(false, Ordering::Relaxed);
             }
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "server error");
         }
         task_engine.shutdown().await;
@@ -213,7 +250,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         task_log.close();
         drop(lock);
     });
-    Ok(Server { addr, admin_token: token, engine, log: seg_log, stop: stop_tx, task })
+    Ok(Server {
+        addr,
+        admin_token: token,
+        engine,
+        log: seg_log,
+        stop: stop_tx,
+        task,
+    })
 }
 
 /// Holds an exclusive lock on `DATA_DIR/LOCK` for the server's life: two processes
@@ -229,9 +273,14 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => {
-            anyhow::bail!("another sluice is already using the data dir {}", dir.display())
+            anyhow::bail!(
+                "another sluice is already using the data dir {}",
+                dir.display()
+            )
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
     }
 }
 
@@ -239,7 +288,10 @@ async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return std::future::pending().await;
         };
         tokio::select! {

@@ -16,23 +16,39 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn find(s: &AppState, id: &str) -> Result<Arc<Integration>, ApiError> {
-    s.catalog.snapshot().integrations.get(id).cloned().ok_or_else(|| ApiError::not_found(format!("integration {id} not found")))
+    s.catalog
+        .snapshot()
+        .integrations
+        .get(id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("integration {id} not found")))
 }
 
 /// Configuration-time destination check (SPEC §6): scheme, IP literals, and every
 /// address the host resolves to now. (Connect time checks again, after DNS.)
 async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), ApiError> {
-    let invalid = |d: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("url: {d}"));
+    let invalid =
+        |d: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("url: {d}"));
     let host = policy.check_url(url).map_err(|e| invalid(e.to_string()))?;
     if let Some(host) = host
         && !policy.allow_private
     {
-        let port = url::Url::parse(url).ok().and_then(|u| u.port_or_known_default()).unwrap_or(443);
+        let port = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.port_or_known_default())
+            .unwrap_or(443);
         // A name that does not resolve now is accepted (it may later); connect time still
         // refuses any non-public address it resolves to.
-        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(3), tokio::net::lookup_host((host.as_str(), port))).await {
+        if let Ok(Ok(addrs)) = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::lookup_host((host.as_str(), port)),
+        )
+        .await
+        {
             for a in addrs {
-                policy.check(a.ip()).map_err(|e| invalid(format!("{host} resolves to {}: {e}", a.ip())))?;
+                policy
+                    .check(a.ip())
+                    .map_err(|e| invalid(format!("{host} resolves to {}: {e}", a.ip())))?;
             }
         }
     }
@@ -41,10 +57,14 @@ async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), ApiE
 
 fn parse(headers: &HeaderMap, bytes: &[u8], id: Option<String>) -> Result<Integration, ApiError> {
     let mut v: Value = json(headers, bytes)?;
-    let obj = v.as_object_mut().ok_or_else(|| ApiError::bad_request("body must be a JSON object"))?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("body must be a JSON object"))?;
     match (id, obj.get("id")) {
         (Some(path), Some(Value::String(body))) if *body != path => {
-            return Err(ApiError::bad_request("id in the body differs from the id in the path"));
+            return Err(ApiError::bad_request(
+                "id in the body differs from the id in the path",
+            ));
         }
         (Some(path), _) => {
             obj.insert("id".into(), Value::String(path));
@@ -54,27 +74,48 @@ fn parse(headers: &HeaderMap, bytes: &[u8], id: Option<String>) -> Result<Integr
         }
         (None, Some(_)) => {}
     }
-    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid integration: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::bad_request(format!("invalid integration: {e}")))
 }
 
 pub async fn list(State(s): State<AppState>) -> Json<Vec<Integration>> {
-    Json(s.catalog.snapshot().integrations.values().map(|i| i.redacted()).collect())
+    Json(
+        s.catalog
+            .snapshot()
+            .integrations
+            .values()
+            .map(|i| i.redacted())
+            .collect(),
+    )
 }
 
-pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Integration>, ApiError> {
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Integration>, ApiError> {
     Ok(Json(find(&s, &id)?.redacted()))
 }
 
-pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Integration>), ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Integration>), ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let integ = parse(&headers, &bytes, None)?;
     if integ.secret.as_deref() == Some(REDACTED) {
         return Err(ApiError::bad_request("secret: choose a real secret"));
     }
-    integ.validate().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    integ
+        .validate()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     check_destination(s.engine.policy(), &integ.url).await?;
     if s.catalog.snapshot().integrations.contains_key(&integ.id) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("integration {} already exists", integ.id)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("integration {} already exists", integ.id),
+        ));
     }
     // Position first, so it receives every impression from the moment it exists.
     s.engine.prepare_cursor(&integ).await?;
@@ -82,7 +123,12 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
     Ok((StatusCode::CREATED, Json(created.redacted())))
 }
 
-pub async fn update(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<Integration>, ApiError> {
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Integration>, ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let existing = find(&s, &id)?;
     let mut integ = parse(&headers, &bytes, Some(id))?;
@@ -94,75 +140,123 @@ pub async fn update(State(s): State<AppState>, Path(id): Path<String>, headers: 
         Some(Value::String(s)) if s == REDACTED => integ.secret = existing.secret.clone(),
         _ => {}
     }
-    integ.validate().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    integ
+        .validate()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     check_destination(s.engine.policy(), &integ.url).await?;
     s.engine.prepare_cursor(&integ).await?;
     Ok(Json(s.catalog.update_integration(integ).await?.redacted()))
 }
 
-pub async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     s.catalog.delete_integration(&id).await?;
     s.engine.forget(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let integ = find(&s, &id)?;
-    Ok(Json(serde_json::to_value(s.engine.status(&integ).await?).unwrap_or_default()))
+    Ok(Json(
+        serde_json::to_value(s.engine.status(&integ).await?).unwrap_or_default(),
+    ))
 }
 
-pub async fn attempts(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn attempts(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     find(&s, &id)?;
     Ok(Json(j!({ "attempts": s.engine.attempts(&id) })))
 }
 
-pub async fn gaps(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn gaps(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     find(&s, &id)?;
     Ok(Json(j!({ "gaps": s.engine.gaps(&id).await? })))
 }
 
-pub async fn pause(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn pause(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let integ = find(&s, &id)?;
     s.engine.pause(&integ).await?;
     status(State(s), Path(id)).await
 }
 
-pub async fn resume(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn resume(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let integ = find(&s, &id)?;
     s.engine.resume(&integ).await?;
     status(State(s), Path(id)).await
 }
 
-pub async fn test(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn test(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let integ = find(&s, &id)?;
-    Ok(Json(serde_json::to_value(s.engine.test_send(&integ).await).unwrap_or_default()))
+    Ok(Json(
+        serde_json::to_value(s.engine.test_send(&integ).await).unwrap_or_default(),
+    ))
 }
 
 /// `POST /v1/integrations/{id}/replay` — `{from, to}` (ms, impression time) or `{gapId}`;
 /// answers 202 with the job, whose progress `GET …/replays/{job}` shows.
-pub async fn replay(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn replay(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     use sluice_delivery::{ReplayError, ReplayRequest};
     let integ = find(&s, &id)?;
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let req: ReplayRequest = json(&headers, &bytes)?;
-    let job = s.engine.start_replay(integ, req).await.map_err(|e| match e {
-        ReplayError::Invalid(d) => ApiError::bad_request(d),
-        ReplayError::NotFound(d) => ApiError::not_found(d),
-        ReplayError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
-        ReplayError::Gone(d) => ApiError::new(StatusCode::GONE, "past retention", d),
-        ReplayError::Store(e) => e.into(),
-    })?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(job).unwrap_or_default())))
+    let job = s
+        .engine
+        .start_replay(integ, req)
+        .await
+        .map_err(|e| match e {
+            ReplayError::Invalid(d) => ApiError::bad_request(d),
+            ReplayError::NotFound(d) => ApiError::not_found(d),
+            ReplayError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
+            ReplayError::Gone(d) => ApiError::new(StatusCode::GONE, "past retention", d),
+            ReplayError::Store(e) => e.into(),
+        })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::to_value(job).unwrap_or_default()),
+    ))
 }
 
-pub async fn replays(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn replays(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     find(&s, &id)?;
     Ok(Json(j!({ "replays": s.engine.replays(&id).await? })))
 }
 
-pub async fn replay_job(State(s): State<AppState>, Path((id, job)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn replay_job(
+    State(s): State<AppState>,
+    Path((id, job)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     find(&s, &id)?;
     let jobs = s.engine.replays(&id).await?;
-    let j = jobs.into_iter().find(|j| j.id == job).ok_or_else(|| ApiError::not_found(format!("replay {job} not found")))?;
+    let j = jobs
+        .into_iter()
+        .find(|j| j.id == job)
+        .ok_or_else(|| ApiError::not_found(format!("replay {job} not found")))?;
     Ok(Json(serde_json::to_value(j).unwrap_or_default()))
 }

@@ -19,30 +19,69 @@ struct ProjectIn {
 }
 
 pub async fn list(State(s): State<AppState>) -> Json<Vec<Project>> {
-    Json(s.catalog.snapshot().projects.values().map(|p| (**p).clone()).collect())
+    Json(
+        s.catalog
+            .snapshot()
+            .projects
+            .values()
+            .map(|p| (**p).clone())
+            .collect(),
+    )
 }
 
-pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Project>, ApiError> {
-    s.catalog.snapshot().projects.get(&id).map(|p| Json((**p).clone())).ok_or_else(|| ApiError::not_found(format!("project {id} not found")))
+pub async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Project>, ApiError> {
+    s.catalog
+        .snapshot()
+        .projects
+        .get(&id)
+        .map(|p| Json((**p).clone()))
+        .ok_or_else(|| ApiError::not_found(format!("project {id} not found")))
 }
 
-pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Project>), ApiError> {
+pub async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let p: ProjectIn = json(&headers, &bytes)?;
-    let p = Project { id: p.id.unwrap_or_else(|| new_id("prj")), name: p.name };
-    Ok((StatusCode::CREATED, Json(s.catalog.create_project(p).await?)))
+    let p = Project {
+        id: p.id.unwrap_or_else(|| new_id("prj")),
+        name: p.name,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(s.catalog.create_project(p).await?),
+    ))
 }
 
-pub async fn update(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<Project>, ApiError> {
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Project>, ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let p: ProjectIn = json(&headers, &bytes)?;
     if p.id.as_deref().is_some_and(|b| b != id) {
-        return Err(ApiError::bad_request("id in the body differs from the id in the path"));
+        return Err(ApiError::bad_request(
+            "id in the body differs from the id in the path",
+        ));
     }
-    Ok(Json(s.catalog.update_project(Project { id, name: p.name }).await?))
+    Ok(Json(
+        s.catalog
+            .update_project(Project { id, name: p.name })
+            .await?,
+    ))
 }
 
-pub async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     s.catalog.delete_project(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -76,17 +76,34 @@ impl RedbMeta {
             .name("sluice-meta-writer".into())
             .spawn(move || writer_loop(&writer_db, &rx))
             .map_err(StoreError::Io)?;
-        Ok(RedbMeta { db, tx: Some(tx), writer: Some(writer) })
+        Ok(RedbMeta {
+            db,
+            tx: Some(tx),
+            writer: Some(writer),
+        })
     }
 
-    async fn submit(&self, bucket: Bucket, key: &str, op: Op, expect: Expect) -> Result<u64, StoreError> {
+    async fn submit(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        op: Op,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .as_ref()
             .ok_or_else(|| StoreError::Unavailable("metadata writer stopped".into()))?
-            .send(Write { bucket, key: key.to_owned(), op, expect, reply })
+            .send(Write {
+                bucket,
+                key: key.to_owned(),
+                op,
+                expect,
+                reply,
+            })
             .map_err(|_| StoreError::Unavailable("metadata writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Unavailable("metadata writer stopped".into()))?
+        rx.await
+            .map_err(|_| StoreError::Unavailable("metadata writer stopped".into()))?
     }
 }
 
@@ -94,7 +111,10 @@ fn split_value(raw: &[u8]) -> Option<Versioned> {
     let (rev, value) = raw.split_at_checked(8)?;
     let mut a = [0u8; 8];
     a.copy_from_slice(rev);
-    Some(Versioned { value: value.to_vec(), revision: u64::from_le_bytes(a) })
+    Some(Versioned {
+        value: value.to_vec(),
+        revision: u64::from_le_bytes(a),
+    })
 }
 
 fn writer_loop(db: &Database, rx: &mpsc::Receiver<Write>) {
@@ -119,11 +139,15 @@ fn commit_group(db: &Database, group: Vec<Write>) {
     let mut outcomes: Vec<Result<u64, StoreError>> = Vec::with_capacity(group.len());
     let applied = (|| -> Result<(), StoreError> {
         let mut txn = db.begin_write().map_err(meta_err)?;
-        txn.set_durability(Durability::Immediate).map_err(meta_err)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(meta_err)?;
         for w in group {
             replies.push(w.reply);
             let mut t = txn.open_table(table(w.bucket)).map_err(meta_err)?;
-            let current = t.get(w.key.as_str()).map_err(meta_err)?.and_then(|g| split_value(g.value()));
+            let current = t
+                .get(w.key.as_str())
+                .map_err(meta_err)?
+                .and_then(|g| split_value(g.value()));
             let ok = match (w.expect, &current) {
                 (Expect::Any, _) => true,
                 (Expect::Absent, None) => true,
@@ -131,7 +155,11 @@ fn commit_group(db: &Database, group: Vec<Write>) {
                 _ => false,
             };
             let outcome = if !ok {
-                Err(StoreError::Conflict(format!("{}/{}", w.bucket.name(), w.key)))
+                Err(StoreError::Conflict(format!(
+                    "{}/{}",
+                    w.bucket.name(),
+                    w.key
+                )))
             } else {
                 match w.op {
                     Op::Put(value) => {
@@ -162,7 +190,9 @@ fn commit_group(db: &Database, group: Vec<Write>) {
             // The transaction was aborted: nothing of this group was written.
             tracing::error!(error = %e, "metadata commit failed");
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(format!("metadata commit failed: {e}"))));
+                let _ = reply.send(Err(StoreError::Unavailable(format!(
+                    "metadata commit failed: {e}"
+                ))));
             }
         }
     }
@@ -176,13 +206,19 @@ impl MetaStore for RedbMeta {
         tokio::task::spawn_blocking(move || {
             let r = db.begin_read().map_err(meta_err)?;
             let t = r.open_table(table(bucket)).map_err(meta_err)?;
-            Ok(t.get(key.as_str()).map_err(meta_err)?.and_then(|g| split_value(g.value())))
+            Ok(t.get(key.as_str())
+                .map_err(meta_err)?
+                .and_then(|g| split_value(g.value())))
         })
         .await
         .map_err(meta_err)?
     }
 
-    async fn list(&self, bucket: Bucket, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+    async fn list(
+        &self,
+        bucket: Bucket,
+        prefix: &str,
+    ) -> Result<Vec<(String, Versioned)>, StoreError> {
         let db = self.db.clone();
         let prefix = prefix.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -205,12 +241,20 @@ impl MetaStore for RedbMeta {
         .map_err(meta_err)?
     }
 
-    async fn put(&self, bucket: Bucket, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
         self.submit(bucket, key, Op::Put(value), expect).await
     }
 
     async fn delete(&self, bucket: Bucket, key: &str, expect: Expect) -> Result<(), StoreError> {
-        self.submit(bucket, key, Op::Delete, expect).await.map(|_| ())
+        self.submit(bucket, key, Op::Delete, expect)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -222,15 +266,49 @@ mod tests {
     async fn put_get_list_delete_with_revisions() {
         let dir = tempfile::tempdir().unwrap();
         let m = RedbMeta::open(&dir.path().join("meta.redb")).unwrap();
-        assert_eq!(m.put(Bucket::Projects, "a", b"1".to_vec(), Expect::Absent).await.unwrap(), 1);
-        assert!(matches!(m.put(Bucket::Projects, "a", b"x".to_vec(), Expect::Absent).await, Err(StoreError::Conflict(_))));
-        assert_eq!(m.put(Bucket::Projects, "a", b"2".to_vec(), Expect::Revision(1)).await.unwrap(), 2);
-        assert!(matches!(m.put(Bucket::Projects, "a", b"3".to_vec(), Expect::Revision(1)).await, Err(StoreError::Conflict(_))));
-        m.put(Bucket::Projects, "ab", b"z".to_vec(), Expect::Any).await.unwrap();
-        m.put(Bucket::Projects, "b", b"z".to_vec(), Expect::Any).await.unwrap();
+        assert_eq!(
+            m.put(Bucket::Projects, "a", b"1".to_vec(), Expect::Absent)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(matches!(
+            m.put(Bucket::Projects, "a", b"x".to_vec(), Expect::Absent)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            m.put(Bucket::Projects, "a", b"2".to_vec(), Expect::Revision(1))
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(matches!(
+            m.put(Bucket::Projects, "a", b"3".to_vec(), Expect::Revision(1))
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        m.put(Bucket::Projects, "ab", b"z".to_vec(), Expect::Any)
+            .await
+            .unwrap();
+        m.put(Bucket::Projects, "b", b"z".to_vec(), Expect::Any)
+            .await
+            .unwrap();
         let got = m.get(Bucket::Projects, "a").await.unwrap().unwrap();
-        assert_eq!(got, Versioned { value: b"2".to_vec(), revision: 2 });
-        let keys: Vec<String> = m.list(Bucket::Projects, "a").await.unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            got,
+            Versioned {
+                value: b"2".to_vec(),
+                revision: 2
+            }
+        );
+        let keys: Vec<String> = m
+            .list(Bucket::Projects, "a")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, ["a", "ab"]);
         m.delete(Bucket::Projects, "a", Expect::Any).await.unwrap();
         assert!(m.get(Bucket::Projects, "a").await.unwrap().is_none());
@@ -247,7 +325,14 @@ mod tests {
             for i in 0..200 {
                 let m = m.clone();
                 tasks.push(tokio::spawn(async move {
-                    m.put(Bucket::Cursors, &format!("k{i:03}"), vec![i as u8], Expect::Any).await.unwrap()
+                    m.put(
+                        Bucket::Cursors,
+                        &format!("k{i:03}"),
+                        vec![i as u8],
+                        Expect::Any,
+                    )
+                    .await
+                    .unwrap()
                 }));
             }
             for t in tasks {
