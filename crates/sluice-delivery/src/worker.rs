@@ -35,6 +35,81 @@ fn jitter() -> f64 {
     rand::random::<f64>() * 2.0 - 1.0
 }
 
+/// The entries holding offsets `[from, to)`. One log read stops once it has `max_records`
+/// impressions counting all of its first entry, which may start before `from` (the
+/// previous batch ended inside it): read on until the range is covered, so batches are
+/// full and a pinned batch is rebuilt whole.
+async fn read_range(
+    log: &dyn sluice_store::ImpressionLog,
+    env: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<sluice_store::StoredEntry>, StoreError> {
+    let mut entries = Vec::new();
+    let mut at = from;
+    while at < to {
+        let chunk = log.read(env, at, (to - at) as usize).await?;
+        let Some(end) = chunk.last().map(|e| e.end_offset()) else {
+            break;
+        };
+        entries.extend(
+            chunk
+                .into_iter()
+                .filter(|e| e.end_offset() > at && e.base_offset < to),
+        );
+        if end <= at {
+            break;
+        }
+        at = end;
+    }
+    Ok(entries)
+}
+
+/// A full batch read and encoded ahead of time (not yet pinned).
+pub(crate) struct Prefetched {
+    env: String,
+    from: u64,
+    to: u64,
+    body: EncodedBody,
+}
+
+/// Reads and encodes the full batch starting at `from` of `env`, if a full one is waiting
+/// and none of it is older than the backlog age limit (the loop handles those cases).
+async fn prefetch_full_batch(
+    ctx: Arc<EngineCtx>,
+    integ: Arc<Integration>,
+    env: String,
+    from: u64,
+) -> Option<Prefetched> {
+    let max = u64::from(integ.max_batch_impressions);
+    let bounds = ctx.log.bounds(&env).await.ok()?;
+    if from < bounds.first || bounds.next.saturating_sub(from) < max {
+        return None;
+    }
+    let to = from + max;
+    let entries = read_range(ctx.log.as_ref(), &env, from, to).await.ok()?;
+    let first = entries.iter().find(|e| e.end_offset() > from)?;
+    if first.ingest_ms < now_ms() - integ.max_backlog_age_ms as i64 {
+        return None;
+    }
+    let (env_id, format, gzip) = (
+        env.clone(),
+        integ.effective_format(),
+        integ.effective_gzip(),
+    );
+    let body = tokio::task::spawn_blocking(move || {
+        encode_batch(&env_id, &entries, from, to, format, gzip)
+    })
+    .await
+    .ok()?;
+    Some(Prefetched {
+        env,
+        from,
+        to,
+        body,
+    })
+}
+
 /// A batch ready to send.
 struct Batch {
     pending: PendingBatch,
@@ -184,14 +259,27 @@ impl Worker {
                 }
             };
             let probing = phase == Phase::Probing;
+            // While this batch is in flight, read and encode the next full one (if any) on
+            // the blocking pool: a draining backlog then costs max(encode, send) per batch,
+            // not encode + send.
+            let (next_env, next_from) = self.next_candidate(&batch.pending);
+            let prefetch = {
+                let (ctx, integ) = (self.ctx.clone(), self.integ.clone());
+                async move {
+                    if probing {
+                        return None;
+                    }
+                    prefetch_full_batch(ctx, integ, next_env, next_from).await
+                }
+            };
             let mut stop = self.stop.clone();
-            let delivered = tokio::select! {
-                ok = self.deliver(&batch, probing) => ok,
+            let (delivered, prefetched) = tokio::select! {
+                r = async { tokio::join!(self.deliver(&batch, probing), prefetch) } => r,
                 _ = stop.changed() => return,
             };
             self.last_send = Some(Instant::now());
             if delivered {
-                if let Err(e) = self.commit(&batch).await {
+                if let Err(e) = self.commit(&batch, prefetched).await {
                     // The batch was delivered but the cursor could not be saved: it will be
                     // redelivered with the same id (at least once; receivers dedupe).
                     tracing::error!(integration = %self.integ.id, error = %e, "cannot save cursor");
@@ -352,34 +440,13 @@ impl Worker {
         Ok(Err(deadline))
     }
 
-    /// The entries holding offsets `[from, to)`. One log read stops once it has
-    /// `max_records` impressions counting all of its first entry, which may start before
-    /// `from` (the previous batch ended inside it): read on until the range is covered, so
-    /// batches are full and a pinned batch is rebuilt whole.
     async fn read_range(
         &self,
         env: &str,
         from: u64,
         to: u64,
     ) -> Result<Vec<sluice_store::StoredEntry>, StoreError> {
-        let mut entries = Vec::new();
-        let mut at = from;
-        while at < to {
-            let chunk = self.ctx.log.read(env, at, (to - at) as usize).await?;
-            let Some(end) = chunk.last().map(|e| e.end_offset()) else {
-                break;
-            };
-            entries.extend(
-                chunk
-                    .into_iter()
-                    .filter(|e| e.end_offset() > at && e.base_offset < to),
-            );
-            if end <= at {
-                break;
-            }
-            at = end;
-        }
-        Ok(entries)
+        read_range(self.ctx.log.as_ref(), env, from, to).await
     }
 
     async fn encode(
@@ -441,12 +508,52 @@ impl Worker {
         Ok(())
     }
 
-    async fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+    /// Where the next batch would start: the next environment in rotation (the same one
+    /// for a single-environment integration), just after what this batch covers.
+    fn next_candidate(&self, current: &PendingBatch) -> (String, u64) {
+        let envs = &self.integ.environments;
+        let env = if envs.len() <= 1 {
+            current.env.clone()
+        } else {
+            envs[self.rr % envs.len()].clone()
+        };
+        let from = if env == current.env {
+            current.to
+        } else {
+            self.cursor.offsets.get(&env).copied().unwrap_or(u64::MAX)
+        };
+        (env, from)
+    }
+
+    /// Records a delivered batch: the cursor moves past it and, when the next full batch was
+    /// prepared meanwhile, that batch is pinned (id + range) in the same durable write and
+    /// kept ready to send.
+    async fn commit(&mut self, batch: &Batch, next: Option<Prefetched>) -> Result<(), StoreError> {
         let p = &batch.pending;
         self.cursor.offsets.insert(p.env.clone(), p.to);
         self.cursor.pending = None;
         self.cursor.delivered += u64::from(batch.body.count);
-        cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await
+        let next = next.filter(|n| self.cursor.offsets.get(&n.env).copied() == Some(n.from));
+        if let Some(n) = &next {
+            let id = self.cursor.next_batch_id();
+            self.cursor.pending = Some(PendingBatch {
+                id,
+                env: n.env.clone(),
+                from: n.from,
+                to: n.to,
+            });
+            if let Some(i) = self.integ.environments.iter().position(|e| *e == n.env) {
+                self.rr = (i + 1) % self.integ.environments.len().max(1);
+            }
+        }
+        cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
+        if let (Some(n), Some(pending)) = (next, self.cursor.pending.clone()) {
+            self.cached = Some(Batch {
+                pending,
+                body: n.body,
+            });
+        }
+        Ok(())
     }
 
     /// One attempt, recorded in the attempts log and metrics.
