@@ -9,6 +9,7 @@ use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sluice::receiver::{FaultMode, ReceiverHandle};
+use sluice_store::ImpressionLog;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -244,4 +245,90 @@ async fn window_replay_delivers_exactly_the_window() {
         )
         .await;
     assert_eq!(st, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_past_retention_answer_a_clear_error() {
+    // Small segments, so retention can remove sealed ones.
+    let s = Sluice::start_with(|o| o.segment_bytes = Some(1200)).await;
+    s.environment("prod", "Production", SDK_KEY).await;
+    let r = receiver(FaultMode::Ok).await;
+    s.integration(
+        "i1",
+        &r.url("/hook"),
+        &["prod"],
+        json!({"maxBacklogAgeMs": 1000}),
+    )
+    .await;
+    let (st, _) = s
+        .admin(Method::POST, "/v1/integrations/i1/pause", None)
+        .await;
+    assert_eq!(st, 200);
+    for i in 0..40 {
+        let body = json!([{"f": "flag", "i": [{"k": format!("old-{i}"), "t": "on", "m": 1_000_000 + i, "c": 1}]}]);
+        assert_eq!(s.send_bulk(SDK_KEY, &body).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (st, _) = s
+        .admin(Method::POST, "/v1/integrations/i1/resume", None)
+        .await;
+    assert_eq!(st, 200);
+    let new = send_keys(&s, "new", 10, 5_000_000).await;
+    assert!(
+        eventually(Duration::from_secs(15), || keys_where(&r, |_| true)
+            .is_superset(&new))
+        .await
+    );
+    let (_, gaps) = s.admin(Method::GET, "/v1/integrations/i1/gaps", None).await;
+    let gap_id = gaps["gaps"][0]["id"]
+        .as_str()
+        .expect("a gap was recorded")
+        .to_owned();
+
+    // Retention removes every sealed segment (as if long past).
+    let server = s.server.as_ref().expect("running");
+    let log = server.log.clone();
+    tokio::task::spawn_blocking(move || log.enforce_retention(4_102_444_800_000))
+        .await
+        .unwrap();
+    assert!(
+        server.log.bounds("prod").await.unwrap().first > 0,
+        "retention removed nothing"
+    );
+
+    let (st, v) = s
+        .admin(
+            Method::POST,
+            "/v1/integrations/i1/replay",
+            Some(json!({"gapId": gap_id})),
+        )
+        .await;
+    assert_eq!(st, 410, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("retention"),
+        "{v}"
+    );
+    let (st, v) = s
+        .admin(
+            Method::POST,
+            "/v1/integrations/i1/replay",
+            Some(json!({"from": 1_000_000, "to": 6_000_000})),
+        )
+        .await;
+    assert_eq!(st, 410, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or("").contains("retention"),
+        "{v}"
+    );
+    // A window within what is retained is fine.
+    let (st, v) = s
+        .admin(
+            Method::POST,
+            "/v1/integrations/i1/replay",
+            Some(json!({"from": 5_000_000, "to": 6_000_000})),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let done = wait_job(&s, "i1", v["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(done["deliveredImpressions"], 10, "{done}");
 }
