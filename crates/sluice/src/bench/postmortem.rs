@@ -815,6 +815,7 @@ struct RunResult {
     others_cpu_pct: f64,
     peaks: Peaks,
     rss_end: u64,
+    hwm_before_heal: u64,
     kinds: Vec<KindReport>,
     /// Seconds from healing until everything had arrived.
     drain_secs: Option<f64>,
@@ -1156,6 +1157,9 @@ async fn run_once(
         .await;
     let statuses: BTreeMap<usize, Value> = statuses.into_iter().collect();
 
+    // Peak memory so far: ingest and the failing period, before any drain.
+    let hwm_before_heal = proc_sample(Some(server.pid)).hwm;
+
     // Heal, and wait for everything.
     let mut drain_secs = None;
     let mut healed_listeners = Vec::new();
@@ -1352,6 +1356,7 @@ async fn run_once(
         others_cpu_pct,
         peaks,
         rss_end,
+        hwm_before_heal,
         kinds: kinds_out,
         drain_secs,
         lost_total,
@@ -1541,9 +1546,17 @@ fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) -> 
             r.others_cpu_pct, r.machine_cpu_pct
         )
     });
-    line("sluice peak RSS (VmHWM) / at end", &|r| {
-        format!("{} / {}", mib(r.peaks.rss), mib(r.rss_end))
-    });
+    line(
+        "sluice peak RSS (VmHWM): before healing / incl. drain / at end",
+        &|r| {
+            format!(
+                "{} / {} / {}",
+                mib(r.hwm_before_heal),
+                mib(r.peaks.rss),
+                mib(r.rss_end)
+            )
+        },
+    );
     line("sluice threads (max)", &|r| r.peaks.threads.to_string());
     line("sluice open fds (max)", &|r| r.peaks.fds.to_string());
     line("sluice log WARN / ERROR lines", &|r| {
