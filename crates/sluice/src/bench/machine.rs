@@ -21,6 +21,10 @@ pub struct Machine {
     pub mem_total: String,
     pub kernel: String,
     pub commit: String,
+    /// When this executable was built (its mtime), and a warning when sources in the checkout
+    /// are newer: then `commit` does not describe the code being measured.
+    pub built: String,
+    pub stale: Option<String>,
     pub profile: &'static str,
     pub data_dir: PathBuf,
     pub data_fs: String,
@@ -53,6 +57,8 @@ impl Machine {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
             commit: git_commit(),
+            built: exe_mtime().map_or_else(|| "unknown".into(), utc),
+            stale: staleness(),
             profile: if cfg!(debug_assertions) {
                 "debug (figures NOT meaningful: use --release)"
             } else {
@@ -75,7 +81,8 @@ impl Machine {
         };
         Table::new()
             .row("date (UTC)", &self.date)
-            .row("commit", &self.commit)
+            .row("commit (of the checkout)", &self.commit)
+            .row("binary built (UTC)", &self.built)
             .row(
                 "build",
                 format!("sluice {} {}", env!("CARGO_PKG_VERSION"), self.profile),
@@ -91,6 +98,10 @@ impl Machine {
             .row("fdatasync, 4 KiB append", lat(self.fsync_4k))
             .row("fdatasync, 1 MiB append", lat(self.fsync_1m))
             .print();
+        if let Some(w) = &self.stale {
+            println!("  WARNING: {w}");
+            eprintln!("warning: {w}");
+        }
         if cfg!(debug_assertions) {
             eprintln!(
                 "warning: this is a debug build; build with `cargo build --release -p sluice` for real figures"
@@ -148,6 +159,61 @@ fn git_commit() -> String {
     }
 }
 
+fn exe_mtime() -> Option<SystemTime> {
+    std::fs::metadata(std::env::current_exe().ok()?)
+        .ok()?
+        .modified()
+        .ok()
+}
+
+/// The commit printed is the checkout's, read when the bench runs; the binary may be older.
+/// Says so when a tracked source file (or the HEAD commit) is newer than the executable.
+fn staleness() -> Option<String> {
+    let exe = exe_mtime()?;
+    let out = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let root = PathBuf::from(out(&["rev-parse", "--show-toplevel"])?.trim());
+    let head = out(&["log", "-1", "--format=%ct"])?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s));
+    let mut newer: Vec<String> = out(&["ls-files", "--", "Cargo.lock", "crates"])?
+        .lines()
+        .filter(|f| {
+            f.ends_with(".rs")
+                || f.ends_with(".toml")
+                || f.ends_with(".lock")
+                || f.ends_with(".json")
+                || f.ends_with(".html")
+        })
+        .filter(|f| {
+            std::fs::metadata(root.join(f))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > exe)
+        })
+        .map(str::to_owned)
+        .collect();
+    if newer.is_empty() && head.is_none_or(|h| h <= exe) {
+        return None;
+    }
+    newer.sort();
+    let n = newer.len();
+    let some = newer.into_iter().take(3).collect::<Vec<_>>().join(", ");
+    Some(format!(
+        "this binary is older than the checkout ({n} source file(s) newer{}{}); the commit above may not be what is measured: rebuild",
+        if n > 0 { ": " } else { "" },
+        some
+    ))
+}
+
 /// The filesystem type and device of the mount holding `path`, from `/proc/mounts`.
 fn filesystem_of(path: &Path) -> String {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -200,9 +266,12 @@ fn fsync_probe(dir: &Path, size: usize, n: usize) -> std::io::Result<(Duration, 
 
 /// `YYYY-MM-DD HH:MM` in UTC.
 pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
+    utc(SystemTime::now())
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+pub fn utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil from days (H. Hinnant).
