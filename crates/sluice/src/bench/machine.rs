@@ -167,7 +167,8 @@ fn exe_mtime() -> Option<SystemTime> {
 }
 
 /// The commit printed is the checkout's, read when the bench runs; the binary may be older.
-/// Says so when a tracked source file (or the HEAD commit) is newer than the executable.
+/// Says so when a tracked source file is newer than the executable. (Commit times are not
+/// compared: committing files the binary was built from does not make it stale.)
 fn staleness() -> Option<String> {
     let exe = exe_mtime()?;
     let out = |args: &[&str]| {
@@ -180,37 +181,37 @@ fn staleness() -> Option<String> {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
     let root = PathBuf::from(out(&["rev-parse", "--show-toplevel"])?.trim());
-    let head = out(&["log", "-1", "--format=%ct"])?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s));
-    let mut newer: Vec<String> = out(&["ls-files", "--", "Cargo.lock", "crates"])?
-        .lines()
-        .filter(|f| {
-            f.ends_with(".rs")
-                || f.ends_with(".toml")
-                || f.ends_with(".lock")
-                || f.ends_with(".json")
-                || f.ends_with(".html")
-        })
-        .filter(|f| {
-            std::fs::metadata(root.join(f))
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > exe)
-        })
-        .map(str::to_owned)
-        .collect();
-    if newer.is_empty() && head.is_none_or(|h| h <= exe) {
+    let mut newer: Vec<String> = out(&[
+        "-C",
+        root.to_str()?,
+        "ls-files",
+        "--",
+        "Cargo.lock",
+        "crates",
+    ])?
+    .lines()
+    .filter(|f| {
+        f.ends_with(".rs")
+            || f.ends_with(".toml")
+            || f.ends_with(".lock")
+            || f.ends_with(".json")
+            || f.ends_with(".html")
+    })
+    .filter(|f| {
+        std::fs::metadata(root.join(f))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > exe)
+    })
+    .map(str::to_owned)
+    .collect();
+    if newer.is_empty() {
         return None;
     }
     newer.sort();
     let n = newer.len();
     let some = newer.into_iter().take(3).collect::<Vec<_>>().join(", ");
     Some(format!(
-        "this binary is older than the checkout ({n} source file(s) newer{}{}); the commit above may not be what is measured: rebuild",
-        if n > 0 { ": " } else { "" },
-        some
+        "this binary is older than the checkout ({n} source file(s) newer: {some}); the commit above may not be what is measured: rebuild"
     ))
 }
 
