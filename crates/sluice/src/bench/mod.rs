@@ -5,6 +5,8 @@
 //! - `sluice bench delivery` — ingests a backlog while one integration is paused, resumes it and
 //!   times how fast the backlog drains to an in-process receiver (gzip, full batches).
 //! - `sluice bench all` — both, one after the other.
+//! - `sluice bench postmortem` — isolation with many integrations, some failing
+//!   ([`postmortem`]).
 //!
 //! The server runs as a child process (`<this binary> serve`) on 127.0.0.1 with its data
 //! directory under `--data-dir` (default: the system temporary directory), so that its CPU time
@@ -40,6 +42,9 @@ pub enum Scenario {
     Delivery(DeliveryArgs),
     /// Both scenarios, one after the other, each on a fresh server.
     All(AllArgs),
+    /// Isolation at scale: many integrations, some failing, and the delivery lag of the
+    /// healthy ones (see docs/BENCHMARKS.md).
+    Postmortem(postmortem::PostmortemArgs),
 }
 
 /// Options every scenario takes.
@@ -138,6 +143,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn run_scenario(scenario: Scenario) -> anyhow::Result<()> {
     match scenario {
+        Scenario::Postmortem(a) => postmortem::run_postmortem(a).await?,
         Scenario::Ingest(a) => {
             let m = machine::Machine::detect(&a.common).await;
             m.print();
