@@ -155,7 +155,7 @@ impl Delta {
             })
             .filter(|(_, d)| !d.is_zero())
             .collect();
-        threads.sort_by(|x, y| y.1.cmp(&x.1));
+        threads.sort_by_key(|t| std::cmp::Reverse(t.1));
         Delta {
             wall,
             cpu: b.cpu.saturating_sub(a.cpu),
