@@ -22,6 +22,17 @@ pub struct EncodedBody {
     pub count: u32,
 }
 
+impl EncodedBody {
+    /// Keeps only what goes on the wire when nothing needs the uncompressed body (it is
+    /// needed only to sign): a held 5000-impression batch shrinks from ~1.9 MiB to ~170 KiB.
+    pub fn shed_raw_unless(mut self, signing: bool) -> EncodedBody {
+        if !signing && self.gzip {
+            self.raw = Bytes::new();
+        }
+        self
+    }
+}
+
 /// Encodes the impressions with offsets in `[from, to)` found in `entries`.
 /// Entries outside the range, and records of an entry outside it, are skipped; a
 /// corrupt entry is skipped with an error log (its offsets are still consumed, so one
@@ -35,7 +46,8 @@ pub fn encode_batch(
     gzip: bool,
 ) -> EncodedBody {
     let mut json = JsonArrayWriter::with_capacity(
-        entries.iter().map(|e| e.payload.len() * 3).sum::<usize>() + 2,
+        // Outgoing JSON is about 4× the stored form (~89 → ~356 bytes per impression).
+        entries.iter().map(|e| e.payload.len() * 4).sum::<usize>() + 64,
     );
     let mut summary = Summary::default();
     let mut count = 0u32;

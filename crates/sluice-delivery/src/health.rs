@@ -97,10 +97,14 @@ impl Health {
         self.history.iter()
     }
 
-    /// True when the latest attempt failed: the integration is degraded and its sends
-    /// draw from the shared bounded pool for failing integrations.
+    /// True when the integration is degraded: paused or probing, or its latest attempt
+    /// failed while its failure rate is at the pause threshold. Degraded integrations'
+    /// sends draw from the shared bounded pool for failing integrations; one with only
+    /// sporadic errors is not degraded, so it never queues behind failing destinations.
     pub fn degraded(&self) -> bool {
-        self.consecutive_failures > 0 || self.phase != Phase::Active
+        self.phase != Phase::Active
+            || (self.consecutive_failures > 0
+                && self.failure_rate_percent() >= self.cfg.failure_rate_percent)
     }
 
     fn consecutive_limit(&self) -> u32 {
@@ -288,6 +292,27 @@ mod tests {
             paused |= h.record(i % 3 == 2, t0, 0, 0.0);
         }
         assert!(paused);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sporadic_failures_are_not_degraded_sustained_ones_are() {
+        let mut h = Health::new(cfg());
+        let t0 = Instant::now();
+        for _ in 0..18 {
+            h.record(true, t0, 0, 0.0);
+        }
+        // A failed batch (attempt and retry) after a healthy history: not degraded, so it
+        // never waits behind failing destinations for the shared pool.
+        h.record(false, t0, 0, 0.0);
+        h.record(false, t0, 0, 0.0);
+        assert!(!h.degraded());
+        assert_eq!(h.phase(), Phase::Active);
+        // Failing most of the time: degraded before the pause rule trips.
+        let mut h = Health::new(cfg());
+        h.record(false, t0, 0, 0.0);
+        assert!(h.degraded(), "first attempt failed: 100% failure rate");
+        h.record(true, t0, 0, 0.0);
+        assert!(!h.degraded());
     }
 
     #[tokio::test(start_paused = true)]

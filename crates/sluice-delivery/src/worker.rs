@@ -97,8 +97,9 @@ async fn prefetch_full_batch(
         integ.effective_format(),
         integ.effective_gzip(),
     );
+    let signing = integ.secret.is_some();
     let body = tokio::task::spawn_blocking(move || {
-        encode_batch(&env_id, &entries, from, to, format, gzip)
+        encode_batch(&env_id, &entries, from, to, format, gzip).shed_raw_unless(signing)
     })
     .await
     .ok()?;
@@ -459,7 +460,10 @@ impl Worker {
         let env_id = env.to_owned();
         let format = self.integ.effective_format();
         let gzip = self.integ.effective_gzip();
-        let job = move || encode_batch(&env_id, &entries, from, to, format, gzip);
+        let signing = self.integ.secret.is_some();
+        let job = move || {
+            encode_batch(&env_id, &entries, from, to, format, gzip).shed_raw_unless(signing)
+        };
         match tokio::task::spawn_blocking(job).await {
             Ok(b) => b,
             Err(e) => {
