@@ -15,6 +15,7 @@
 //! `docs/BENCHMARKS.md` for recorded results.
 
 mod delivery;
+pub mod export;
 mod ingest;
 mod load;
 mod machine;
@@ -42,6 +43,8 @@ pub enum Scenario {
     Delivery(DeliveryArgs),
     /// Both scenarios, one after the other, each on a fresh server.
     All(AllArgs),
+    /// Export throughput: a narrow (1%) and a wide window, every format and gzip.
+    Export(export::ExportBenchArgs),
     /// Isolation at scale: many integrations, some failing, and the delivery lag of the
     /// healthy ones (see docs/BENCHMARKS.md).
     Postmortem(postmortem::PostmortemArgs),
@@ -144,6 +147,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn run_scenario(scenario: Scenario) -> anyhow::Result<()> {
     match scenario {
         Scenario::Postmortem(a) => postmortem::run_postmortem(a).await?,
+        Scenario::Export(a) => export::run_export_bench(&std::env::current_exe()?, &a)
+            .await?
+            .print(),
         Scenario::Ingest(a) => {
             let m = machine::Machine::detect(&a.common).await;
             m.print();
