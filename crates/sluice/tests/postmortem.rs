@@ -262,14 +262,14 @@ async fn failing_destinations_delay_only_themselves() {
     .await;
     let mut missing = HashMap::new();
     let mut duplicates = 0u64;
-    for i in 0..FAILING {
+    for (i, receivers) in incarnations.iter().enumerate() {
         let mut got: HashSet<String> = kept
             .get(&i)
             .into_iter()
             .flatten()
             .map(|x| x.impression.key.clone())
             .collect();
-        for r in &incarnations[i] {
+        for r in receivers {
             got.extend(r.impressions().into_iter().map(|x| x.impression.key));
             duplicates += r.stats().duplicate_impressions;
         }
