@@ -408,6 +408,20 @@ impl Server {
                 .map_or(0, |d| d.as_millis())
         );
         let dir = parent.join(format!("sluice-postmortem-{run}-{unique}"));
+        let started = Self::launch(args, run, &exe, &dir, &unique).await;
+        if started.is_err() && !args.keep_data {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    async fn launch(
+        args: &PostmortemArgs,
+        run: &str,
+        exe: &std::path::Path,
+        dir: &std::path::Path,
+        unique: &str,
+    ) -> anyhow::Result<Server> {
         let data = dir.join("data");
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
         let log = match &args.log_dir {
@@ -418,7 +432,7 @@ impl Server {
             None => dir.join("sluice.log"),
         };
         let token = format!("postmortem-{unique}");
-        let mut cmd = Command::new(&exe);
+        let mut cmd = Command::new(exe);
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -462,7 +476,7 @@ impl Server {
             addr,
             token,
             http,
-            dir,
+            dir: dir.to_path_buf(),
             log,
             keep: args.keep_data,
         })
@@ -1224,8 +1238,10 @@ async fn run_once(
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     stop_watch.store(true, Ordering::Relaxed);
-    let peaks = watcher.await.unwrap_or_default();
-    let rss_end = proc_sample(Some(server.pid)).rss;
+    let mut peaks = watcher.await.unwrap_or_default();
+    let end = proc_sample(Some(server.pid));
+    let rss_end = end.rss;
+    peaks.rss = peaks.rss.max(end.hwm).max(hwm_before_heal);
 
     // Losses and duplicates, per kind.
     let mut kinds_out = Vec::new();
