@@ -591,17 +591,23 @@ impl Worker {
 
     /// Sends a batch: one attempt, then (not for probes) one retry after 300 ms or the
     /// destination's Retry-After. Feeds every outcome to the health window.
-    async fn deliver(&mut self, batch: &Batch, probing: bool) -> bool {
+    /// A permit of the bounded pool for degraded integrations, when this one is degraded
+    /// (healthy ones never wait on it). Held for one attempt, not across retry waits.
+    async fn degraded_permit(&self, probing: bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let degraded = probing || self.shared.with(|s| s.health.degraded());
-        // Degraded integrations share a bounded pool; healthy ones never wait on it.
-        let _permit = if degraded {
+        if degraded {
             self.ctx.degraded.clone().acquire_owned().await.ok()
         } else {
             None
-        };
+        }
+    }
+
+    async fn deliver(&mut self, batch: &Batch, probing: bool) -> bool {
+        let permit = self.degraded_permit(probing).await;
         let first = self
             .attempt(batch, if probing { "probe" } else { "live" })
             .await;
+        drop(permit);
         let ok = first.is_delivered();
         if probing {
             self.shared.with(|s| {
@@ -625,7 +631,9 @@ impl Worker {
             .retry_after_capped(&first)
             .unwrap_or(self.ctx.opts.retry_delay);
         sleep(delay).await;
+        let permit = self.degraded_permit(false).await;
         let second = self.attempt(batch, "retry").await;
+        drop(permit);
         let ok = second.is_delivered();
         self.shared
             .with(|s| s.health.record(ok, Instant::now(), now_ms(), jitter()));
