@@ -157,7 +157,12 @@ async fn failing_destinations_delay_only_themselves() {
             Failure::Slow => inc[0].set_mode(FaultMode::Slow(Duration::from_secs(5))),
             Failure::Refuse => {
                 // Nothing listens on its address until it heals; keep what it had received.
+                // Stop answering 200 first and let requests in flight finish, so that the
+                // snapshot holds everything it acknowledged (else a batch answered between
+                // the snapshot and the shutdown would look lost).
                 if let Some(r) = inc.pop() {
+                    r.set_mode(FaultMode::Status(503));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                     kept.insert(i, r.impressions());
                     r.shutdown().await;
                 }
