@@ -65,6 +65,11 @@ pub struct Integration {
     pub max_backlog_age_ms: u64,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Requests in flight at most for this integration. Each environment always has at most
+    /// one (so impressions of an environment arrive in order); more than 1 lets an
+    /// integration of several environments send them concurrently.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: u32,
     /// Delivery protection settings; defaults when absent.
     #[serde(default)]
     pub protection: Protection,
@@ -115,6 +120,9 @@ fn default_max_batch() -> u32 {
 }
 fn default_backlog_age() -> u64 {
     DEFAULT_MAX_BACKLOG_AGE_MS
+}
+fn default_in_flight() -> u32 {
+    1
 }
 fn default_true() -> bool {
     true
@@ -237,6 +245,9 @@ impl Integration {
                 "flushIntervalMs",
                 "must be 100-3600000",
             ));
+        }
+        if !(1..=16).contains(&self.max_in_flight) {
+            return Err(ValidationError::new("maxInFlight", "must be 1-16"));
         }
         if !(1..=50_000).contains(&self.max_batch_impressions) {
             return Err(ValidationError::new(

@@ -20,6 +20,11 @@ pub struct PendingBatch {
 pub struct CursorRecord {
     /// Next offset to deliver, per environment.
     pub offsets: BTreeMap<String, u64>,
+    /// The batch in flight of each environment (pinned: id + range), at most one each.
+    #[serde(default)]
+    pub pinned: BTreeMap<String, PendingBatch>,
+    /// Written by versions that had a single batch in flight; moved into `pinned` on load.
+    #[serde(default, skip_serializing)]
     pub pending: Option<PendingBatch>,
     /// Impressions delivered (answered 200) over the integration's life.
     pub delivered: u64,

@@ -132,7 +132,10 @@ pub struct IntegrationStatus {
     pub pause_count: u32,
     pub pause_history: Vec<PauseRecord>,
     pub cursors: BTreeMap<String, u64>,
+    /// The first batch in flight (kept for single-environment integrations' readers).
     pub pending_batch: Option<cursor::PendingBatch>,
+    /// Every batch in flight, one per environment at most.
+    pub pending_batches: Vec<cursor::PendingBatch>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -508,9 +511,9 @@ impl DeliveryEngine {
         for env in &integ.environments {
             let b = self.ctx.log.bounds(env).await?;
             let from = c.offsets.get(env).copied().unwrap_or(b.next).max(b.first);
-            let from = match &c.pending {
-                Some(p) if &p.env == env => p.from.max(b.first),
-                _ => from,
+            let from = match c.pinned.get(env) {
+                Some(p) => p.from.max(b.first),
+                None => from,
             };
             if b.next > from {
                 lag += b.next - from;
@@ -580,7 +583,8 @@ impl DeliveryEngine {
             pause_count: pauses,
             pause_history: history,
             cursors: c.offsets,
-            pending_batch: c.pending,
+            pending_batch: c.pinned.values().next().cloned(),
+            pending_batches: c.pinned.values().cloned().collect(),
         })
     }
 

@@ -1,5 +1,8 @@
 //! One integration's delivery task. Every integration has its own: its own cursor, its
-//! own HTTP client and connection pool, at most one request in flight, its own timers.
+//! own HTTP client and connection pool, its own timers, and at most `maxInFlight`
+//! requests in flight (default 1). It runs one *lane* per environment: each environment
+//! has at most one batch in flight, so its impressions arrive in order; lanes share the
+//! in-flight limit, the cursor record and the health window.
 //! Nothing here waits on another integration; the only shared thing it may wait for is a
 //! permit of the bounded pool for *degraded* integrations (so failing destinations
 //! together hold at most that many sockets), which healthy integrations never touch.
@@ -122,7 +125,12 @@ pub(crate) struct Worker {
     ctx: Arc<EngineCtx>,
     shared: Arc<IntegrationShared>,
     client: reqwest::Client,
+    /// This lane's view of the cursor (its own environment only); persisted through
+    /// [`Lanes::cursor`].
     cursor: CursorRecord,
+    lanes: Arc<Lanes>,
+    /// Delivered impressions not yet added to the shared record.
+    delivered_delta: u64,
     cached: Option<Batch>,
     stop: watch::Receiver<bool>,
     rr: usize,
@@ -133,6 +141,16 @@ pub(crate) struct Worker {
 enum Wake {
     Stop,
     Go,
+}
+
+/// What the lanes of one integration share: the durable cursor record (each lane writes
+/// only its environment's position and pinned batch; saves are serialized so the record
+/// on disk is always a merge of the latest of each), the integration's in-flight limit,
+/// and the probe lock (one probe batch at a time while paused).
+pub(crate) struct Lanes {
+    cursor: tokio::sync::Mutex<CursorRecord>,
+    in_flight: tokio::sync::Semaphore,
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl Worker {
@@ -149,6 +167,12 @@ impl Worker {
             shared,
             client,
             cursor: CursorRecord::default(),
+            lanes: Arc::new(Lanes {
+                cursor: tokio::sync::Mutex::new(CursorRecord::default()),
+                in_flight: tokio::sync::Semaphore::new(1),
+                probe: tokio::sync::Mutex::new(()),
+            }),
+            delivered_delta: 0,
             cached: None,
             stop,
             rr: 0,
@@ -194,6 +218,56 @@ impl Worker {
                 }
             }
         }
+        self.run_lanes().await
+    }
+
+    /// Splits the integration into one lane per environment, each running the delivery
+    /// loop for its environment alone, and waits for them.
+    async fn run_lanes(self) {
+        let record = self.cursor.clone();
+        let lanes = Arc::new(Lanes {
+            cursor: tokio::sync::Mutex::new(record.clone()),
+            in_flight: tokio::sync::Semaphore::new(self.integ.max_in_flight.max(1) as usize),
+            probe: tokio::sync::Mutex::new(()),
+        });
+        let mut set = tokio::task::JoinSet::new();
+        for env in &self.integ.environments {
+            let integ = Arc::new(Integration {
+                environments: vec![env.clone()],
+                ..(*self.integ).clone()
+            });
+            let mut view = CursorRecord {
+                nonce: record.nonce.clone(),
+                seq: record.seq,
+                ..CursorRecord::default()
+            };
+            if let Some(o) = record.offsets.get(env) {
+                view.offsets.insert(env.clone(), *o);
+            }
+            if let Some(p) = record.pinned.get(env) {
+                view.pinned.insert(env.clone(), p.clone());
+            }
+            let lane = Worker {
+                integ,
+                ctx: self.ctx.clone(),
+                shared: self.shared.clone(),
+                client: self.client.clone(),
+                cursor: view,
+                lanes: lanes.clone(),
+                delivered_delta: 0,
+                cached: None,
+                stop: self.stop.clone(),
+                rr: 0,
+                last_send: None,
+                not_before: None,
+            };
+            set.spawn(lane.run_lane());
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    /// The delivery loop of one environment.
+    async fn run_lane(mut self) {
         let mut env_watches: Vec<watch::Receiver<u64>> = self
             .integ
             .environments
@@ -321,13 +395,11 @@ impl Worker {
                 changed = true;
             }
         }
-        // A pending batch of an environment the integration no longer lists is dropped.
-        if let Some(p) = &c.pending
-            && !self.integ.environments.contains(&p.env)
-        {
-            c.pending = None;
-            changed = true;
-        }
+        // A pinned batch of an environment the integration no longer lists is dropped.
+        let before = c.pinned.len();
+        c.pinned
+            .retain(|env, _| self.integ.environments.contains(env));
+        changed |= c.pinned.len() != before;
         // Positions past the end of the log (its tail was lost, e.g. cut on recovery after a
         // storage failure) would silently skip the impressions appended there from now on.
         for env in &self.integ.environments {
@@ -339,12 +411,11 @@ impl Worker {
                 *o = next;
                 changed = true;
             }
-            if let Some(p) = &c.pending
-                && p.env == *env
+            if let Some(p) = c.pinned.get(env)
                 && p.to > next
             {
                 tracing::warn!(integration = %self.integ.id, env = %env, batch = %p.id, to = p.to, log_end = next, "pending batch reaches past the end of the log; rebuilding it");
-                c.pending = None;
+                c.pinned.remove(env);
                 changed = true;
             }
         }
@@ -360,7 +431,7 @@ impl Worker {
     /// The batch to send now, or the instant the next one may become ready (`None`: only
     /// new data can make one ready).
     async fn next_batch(&mut self) -> Result<Result<Batch, Option<Instant>>, StoreError> {
-        if let Some(p) = self.cursor.pending.clone() {
+        if let Some(p) = self.cursor.pinned.values().next().cloned() {
             if let Some(b) = self.cached.take()
                 && b.pending == p
             {
@@ -427,13 +498,15 @@ impl Worker {
                 continue;
             }
             let pending = PendingBatch {
-                id: self.cursor.next_batch_id(),
+                id: self.next_batch_id().await,
                 env: env.clone(),
                 from,
                 to,
             };
-            self.cursor.pending = Some(pending.clone());
-            cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
+            self.cursor
+                .pinned
+                .insert(pending.env.clone(), pending.clone());
+            self.save().await?;
             self.rr = (self.rr + i + 1) % n;
             let body = self.encode(&env, entries, from, to).await;
             return Ok(Ok(Batch { pending, body }));
@@ -506,10 +579,35 @@ impl Worker {
         record_gap(self.ctx.meta.as_ref(), gap).await?;
         tracing::warn!(integration = %self.integ.id, env, from, to, reason, "skipped backlog recorded as a gap");
         self.cursor.offsets.insert(env.to_owned(), to);
-        cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
+        self.save().await?;
         metrics::counter!("sluice_gap_impressions_total", "integration" => self.integ.id.clone())
             .increment(to - from);
         Ok(())
+    }
+
+    /// A batch id from the integration's shared sequence (persisted with the next save,
+    /// before the id is ever sent).
+    async fn next_batch_id(&self) -> String {
+        self.lanes.cursor.lock().await.next_batch_id()
+    }
+
+    /// Merges this lane's position and pinned batch into the shared record and persists
+    /// it. Saves are serialized by the lock, so the record on disk never goes back.
+    async fn save(&mut self) -> Result<(), StoreError> {
+        let mut shared = self.lanes.cursor.lock().await;
+        for env in &self.integ.environments {
+            if let Some(o) = self.cursor.offsets.get(env) {
+                shared.offsets.insert(env.clone(), *o);
+            }
+            match self.cursor.pinned.get(env) {
+                Some(p) => shared.pinned.insert(env.clone(), p.clone()),
+                None => shared.pinned.remove(env),
+            };
+        }
+        // If this write fails, the shared record still holds the change in memory and the
+        // next save persists it.
+        shared.delivered += std::mem::take(&mut self.delivered_delta);
+        cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &shared).await
     }
 
     /// Where the next batch would start: the next environment in rotation (the same one
@@ -535,23 +633,26 @@ impl Worker {
     async fn commit(&mut self, batch: &Batch, next: Option<Prefetched>) -> Result<(), StoreError> {
         let p = &batch.pending;
         self.cursor.offsets.insert(p.env.clone(), p.to);
-        self.cursor.pending = None;
-        self.cursor.delivered += u64::from(batch.body.count);
+        self.cursor.pinned.remove(&p.env);
+        self.delivered_delta += u64::from(batch.body.count);
         let next = next.filter(|n| self.cursor.offsets.get(&n.env).copied() == Some(n.from));
         if let Some(n) = &next {
-            let id = self.cursor.next_batch_id();
-            self.cursor.pending = Some(PendingBatch {
-                id,
-                env: n.env.clone(),
-                from: n.from,
-                to: n.to,
-            });
+            let id = self.next_batch_id().await;
+            self.cursor.pinned.insert(
+                n.env.clone(),
+                PendingBatch {
+                    id,
+                    env: n.env.clone(),
+                    from: n.from,
+                    to: n.to,
+                },
+            );
             if let Some(i) = self.integ.environments.iter().position(|e| *e == n.env) {
                 self.rr = (i + 1) % self.integ.environments.len().max(1);
             }
         }
-        cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &self.cursor).await?;
-        if let (Some(n), Some(pending)) = (next, self.cursor.pending.clone()) {
+        self.save().await?;
+        if let (Some(n), Some(pending)) = (next, self.cursor.pinned.values().next().cloned()) {
             self.cached = Some(Batch {
                 pending,
                 body: n.body,
@@ -603,6 +704,27 @@ impl Worker {
     }
 
     async fn deliver(&mut self, batch: &Batch, probing: bool) -> bool {
+        // At most `maxInFlight` lanes of this integration send at once.
+        let lanes = self.lanes.clone();
+        let Ok(_in_flight) = lanes.in_flight.acquire().await else {
+            return false;
+        };
+        // One probe at a time: if another lane's probe settled it meanwhile, this is no
+        // longer a probe (resumed) or not to be sent (paused again).
+        let _probe = if probing {
+            Some(lanes.probe.lock().await)
+        } else {
+            None
+        };
+        let probing = if probing {
+            match self.shared.with(|s| s.health.tick(Instant::now())) {
+                Phase::Probing => true,
+                Phase::Active => false,
+                Phase::Paused { .. } => return false,
+            }
+        } else {
+            false
+        };
         let permit = self.degraded_permit(probing).await;
         let first = self
             .attempt(batch, if probing { "probe" } else { "live" })

@@ -1202,3 +1202,42 @@ async fn batches_are_full_when_the_cursor_is_inside_a_stored_request() {
     let sizes: Vec<u64> = rx.requests().iter().filter_map(|x| x.impressions).collect();
     assert_eq!(sizes, vec![7; 10], "every batch is full: {sizes:?}");
 }
+
+/// `maxInFlight` lets the environments of one integration send concurrently; each
+/// environment still has one batch in flight at a time (order is kept).
+#[tokio::test]
+async fn max_in_flight_sends_environments_concurrently() {
+    for (in_flight, concurrent) in [(1u32, false), (2u32, true)] {
+        let s = sluice_with_env().await;
+        s.environment("env-b", "Env B", "sdk-key-env-b-0001").await;
+        let rx = receiver(FaultMode::Slow(Duration::from_millis(800))).await;
+        s.integration(
+            "int",
+            &rx.url("/hook"),
+            &[ENV, "env-b"],
+            json!({ "flushIntervalMs": 120_000, "maxBatchImpressions": 10, "maxInFlight": in_flight }),
+        )
+        .await;
+        ingest(&s, &bulk_range("flag", "a", 0, 10)).await;
+        assert_eq!(
+            s.send_bulk("sdk-key-env-b-0001", &bulk_range("flag", "b", 0, 10))
+                .await,
+            200
+        );
+        wait_unique(&rx, 20).await;
+        let r = rx.requests();
+        assert_eq!(r.len(), 2, "{r:?}");
+        let gap = r[1].received_at.duration_since(r[0].received_at);
+        if concurrent {
+            assert!(
+                gap < Duration::from_millis(600),
+                "maxInFlight 2: second request {gap:?} after the first"
+            );
+        } else {
+            assert!(
+                gap >= Duration::from_millis(750),
+                "maxInFlight 1: second request only {gap:?} after the first"
+            );
+        }
+    }
+}
