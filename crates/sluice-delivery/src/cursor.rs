@@ -3,7 +3,7 @@
 //! Stored as JSON in the `cursors` bucket under the integration id.
 
 use serde::{Deserialize, Serialize};
-use sluice_store::{Bucket, Expect, MetaStore, StoreError};
+use sluice_store::{Bucket, Expect, ImpressionLog, MetaStore, StoreError};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -55,6 +55,31 @@ pub async fn load(
             .map(Some)
             .map_err(|e| StoreError::Corrupt(format!("cursor of {integration}: {e}"))),
     }
+}
+
+/// Loads an integration's record (or a new one), gives it a nonce, and positions every
+/// listed environment it has no position in at the current end of that environment's
+/// log: an integration receives impressions from the moment it (or the environment's
+/// membership) exists. Returns the record and whether it changed (and needs saving).
+pub async fn load_positioned(
+    meta: &dyn MetaStore,
+    log: &dyn ImpressionLog,
+    integration: &str,
+    environments: &[String],
+) -> Result<(CursorRecord, bool), StoreError> {
+    let mut c = load(meta, integration).await?.unwrap_or_default();
+    let mut changed = false;
+    if c.nonce.is_empty() {
+        c.nonce = new_nonce();
+        changed = true;
+    }
+    for env in environments {
+        if !c.offsets.contains_key(env) {
+            c.offsets.insert(env.clone(), log.bounds(env).await?.next);
+            changed = true;
+        }
+    }
+    Ok((c, changed))
 }
 
 pub async fn save(

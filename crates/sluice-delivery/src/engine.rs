@@ -472,19 +472,10 @@ impl DeliveryEngine {
     /// Call before the integration is stored.
     pub async fn prepare_cursor(&self, integ: &Integration) -> Result<(), StoreError> {
         let meta = self.ctx.meta.as_ref();
-        let mut c = cursor::load(meta, &integ.id).await?.unwrap_or_default();
-        if c.nonce.is_empty() {
-            c.nonce = cursor::new_nonce();
-        }
-        let mut changed = false;
-        for env in &integ.environments {
-            if !c.offsets.contains_key(env) {
-                c.offsets
-                    .insert(env.clone(), self.ctx.log.bounds(env).await?.next);
-                changed = true;
-            }
-        }
-        if changed || c.seq == 0 {
+        let (c, changed) =
+            cursor::load_positioned(meta, self.ctx.log.as_ref(), &integ.id, &integ.environments)
+                .await?;
+        if changed {
             cursor::save(meta, &integ.id, &c).await?;
         }
         Ok(())

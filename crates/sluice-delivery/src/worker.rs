@@ -133,7 +133,6 @@ pub(crate) struct Worker {
     delivered_delta: u64,
     cached: Option<Batch>,
     stop: watch::Receiver<bool>,
-    rr: usize,
     last_send: Option<Instant>,
     not_before: Option<Instant>,
 }
@@ -175,7 +174,6 @@ impl Worker {
             delivered_delta: 0,
             cached: None,
             stop,
-            rr: 0,
             last_send: None,
             not_before: None,
         }
@@ -257,7 +255,6 @@ impl Worker {
                 delivered_delta: 0,
                 cached: None,
                 stop: self.stop.clone(),
-                rr: 0,
                 last_send: None,
                 not_before: None,
             };
@@ -337,7 +334,8 @@ impl Worker {
             // While this batch is in flight, read and encode the next full one (if any) on
             // the blocking pool: a draining backlog then costs max(encode, send) per batch,
             // not encode + send.
-            let (next_env, next_from) = self.next_candidate(&batch.pending);
+            // The next batch of this lane's environment starts where this one ends.
+            let (next_env, next_from) = (batch.pending.env.clone(), batch.pending.to);
             let prefetch = {
                 let (ctx, integ) = (self.ctx.clone(), self.integ.clone());
                 async move {
@@ -378,23 +376,13 @@ impl Worker {
 
     async fn load_cursor(&mut self) -> Result<(), StoreError> {
         let meta = self.ctx.meta.as_ref();
-        let mut c = cursor::load(meta, &self.integ.id)
-            .await?
-            .unwrap_or_default();
-        let mut changed = false;
-        if c.nonce.is_empty() {
-            c.nonce = cursor::new_nonce();
-            changed = true;
-        }
-        for env in &self.integ.environments {
-            if !c.offsets.contains_key(env) {
-                // An environment this integration did not have a position in: it receives
-                // impressions from now on.
-                let b = self.ctx.log.bounds(env).await?;
-                c.offsets.insert(env.clone(), b.next);
-                changed = true;
-            }
-        }
+        let (mut c, mut changed) = cursor::load_positioned(
+            meta,
+            self.ctx.log.as_ref(),
+            &self.integ.id,
+            &self.integ.environments,
+        )
+        .await?;
         // A pinned batch of an environment the integration no longer lists is dropped.
         let before = c.pinned.len();
         c.pinned
@@ -444,10 +432,9 @@ impl Worker {
         let now = Instant::now();
         let flush = Duration::from_millis(self.integ.flush_interval_ms);
         let max = u64::from(self.integ.max_batch_impressions);
-        let n = self.integ.environments.len();
         let mut deadline: Option<Instant> = None;
-        for i in 0..n {
-            let env = self.integ.environments[(self.rr + i) % n].clone();
+        // A lane lists exactly one environment.
+        for env in self.integ.environments.clone() {
             let bounds = self.ctx.log.bounds(&env).await?;
             let mut from = self
                 .cursor
@@ -507,7 +494,6 @@ impl Worker {
                 .pinned
                 .insert(pending.env.clone(), pending.clone());
             self.save().await?;
-            self.rr = (self.rr + i + 1) % n;
             let body = self.encode(&env, entries, from, to).await;
             return Ok(Ok(Batch { pending, body }));
         }
@@ -610,23 +596,6 @@ impl Worker {
         cursor::save(self.ctx.meta.as_ref(), &self.integ.id, &shared).await
     }
 
-    /// Where the next batch would start: the next environment in rotation (the same one
-    /// for a single-environment integration), just after what this batch covers.
-    fn next_candidate(&self, current: &PendingBatch) -> (String, u64) {
-        let envs = &self.integ.environments;
-        let env = if envs.len() <= 1 {
-            current.env.clone()
-        } else {
-            envs[self.rr % envs.len()].clone()
-        };
-        let from = if env == current.env {
-            current.to
-        } else {
-            self.cursor.offsets.get(&env).copied().unwrap_or(u64::MAX)
-        };
-        (env, from)
-    }
-
     /// Records a delivered batch: the cursor moves past it and, when the next full batch was
     /// prepared meanwhile, that batch is pinned (id + range) in the same durable write and
     /// kept ready to send.
@@ -647,9 +616,6 @@ impl Worker {
                     to: n.to,
                 },
             );
-            if let Some(i) = self.integ.environments.iter().position(|e| *e == n.env) {
-                self.rr = (i + 1) % self.integ.environments.len().max(1);
-            }
         }
         self.save().await?;
         if let (Some(n), Some(pending)) = (next, self.cursor.pinned.values().next().cloned()) {
