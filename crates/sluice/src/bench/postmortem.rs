@@ -492,28 +492,8 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), self.url(path))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&b)?);
-        }
-        let resp = req
-            .send()
+        super::server::admin_call(&self.http, &self.url(path), &self.token, method, path, body)
             .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "{method} {path}: {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            );
-        }
-        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     async fn status(&self, idx: usize) -> anyhow::Result<Value> {

@@ -111,28 +111,7 @@ impl ChildServer {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), self.url(path))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&b)?);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "{method} {path}: {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            );
-        }
-        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        admin_call(&self.http, &self.url(path), &self.token, method, path, body).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -179,4 +158,35 @@ impl Drop for ChildServer {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
+}
+
+/// One admin API call of the bench's own servers: bearer token, JSON body; a non-2xx
+/// answer is an error naming the call. (Used by every bench scenario.)
+pub(crate) async fn admin_call(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut req = http.request(method.clone(), url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&b)?);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("{method} {path}"))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{method} {path}: {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
