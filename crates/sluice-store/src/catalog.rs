@@ -179,41 +179,48 @@ impl Catalog {
 
     // ---- projects ----
 
-    pub async fn create_project(&self, p: Project) -> Result<Project, CatalogError> {
-        p.validate()?;
+    /// Creates (`create`) or replaces an object: the catalog's one write path. Checks
+    /// existence against the snapshot, the object's own rules and its cross-object rules,
+    /// stores it (compare-and-swap: absent on create), then publishes the new snapshot.
+    async fn put<T: CatalogObject>(&self, obj: T, create: bool) -> Result<T, CatalogError> {
         let _g = self.write_lock.lock().await;
+        let snap = self.snapshot();
+        let exists = T::map(&snap).contains_key(obj.id());
+        if create && exists {
+            return Err(CatalogError::Conflict(format!(
+                "{} {} already exists",
+                T::KIND,
+                obj.id()
+            )));
+        }
+        if !create && !exists {
+            return Err(CatalogError::NotFound(format!("{} {}", T::KIND, obj.id())));
+        }
+        obj.check(&snap)?;
+        let expect = if create { Expect::Absent } else { Expect::Any };
         self.meta
-            .put(Bucket::Projects, &p.id, encode(&p), Expect::Absent)
+            .put(T::BUCKET, obj.id(), encode(&obj), expect)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(_) => {
-                    CatalogError::Conflict(format!("project {} already exists", p.id))
+                StoreError::Conflict(_) if create => {
+                    CatalogError::Conflict(format!("{} {} already exists", T::KIND, obj.id()))
                 }
                 e => e.into(),
             })?;
-        let q = p.clone();
+        let stored = obj.clone();
         self.commit_change(|s| {
-            s.projects.insert(q.id.clone(), Arc::new(q));
+            T::map_mut(s).insert(stored.id().to_owned(), Arc::new(stored));
         })
         .await;
-        Ok(p)
+        Ok(obj)
+    }
+
+    pub async fn create_project(&self, p: Project) -> Result<Project, CatalogError> {
+        self.put(p, true).await
     }
 
     pub async fn update_project(&self, p: Project) -> Result<Project, CatalogError> {
-        p.validate()?;
-        let _g = self.write_lock.lock().await;
-        if !self.snapshot().projects.contains_key(&p.id) {
-            return Err(CatalogError::NotFound(format!("project {}", p.id)));
-        }
-        self.meta
-            .put(Bucket::Projects, &p.id, encode(&p), Expect::Any)
-            .await?;
-        let q = p.clone();
-        self.commit_change(|s| {
-            s.projects.insert(q.id.clone(), Arc::new(q));
-        })
-        .await;
-        Ok(p)
+        self.put(p, false).await
     }
 
     pub async fn delete_project(&self, id: &str) -> Result<(), CatalogError> {
@@ -273,42 +280,11 @@ impl Catalog {
     }
 
     pub async fn create_environment(&self, e: Environment) -> Result<Environment, CatalogError> {
-        let _g = self.write_lock.lock().await;
-        let snap = self.snapshot();
-        if snap.environments.contains_key(&e.id) {
-            return Err(CatalogError::Conflict(format!(
-                "environment {} already exists",
-                e.id
-            )));
-        }
-        Self::check_environment(&snap, &e)?;
-        self.meta
-            .put(Bucket::Environments, &e.id, encode(&e), Expect::Absent)
-            .await?;
-        let f = e.clone();
-        self.commit_change(|s| {
-            s.environments.insert(f.id.clone(), Arc::new(f));
-        })
-        .await;
-        Ok(e)
+        self.put(e, true).await
     }
 
     pub async fn update_environment(&self, e: Environment) -> Result<Environment, CatalogError> {
-        let _g = self.write_lock.lock().await;
-        let snap = self.snapshot();
-        if !snap.environments.contains_key(&e.id) {
-            return Err(CatalogError::NotFound(format!("environment {}", e.id)));
-        }
-        Self::check_environment(&snap, &e)?;
-        self.meta
-            .put(Bucket::Environments, &e.id, encode(&e), Expect::Any)
-            .await?;
-        let f = e.clone();
-        self.commit_change(|s| {
-            s.environments.insert(f.id.clone(), Arc::new(f));
-        })
-        .await;
-        Ok(e)
+        self.put(e, false).await
     }
 
     pub async fn delete_environment(&self, id: &str) -> Result<(), CatalogError> {
@@ -374,42 +350,11 @@ impl Catalog {
     }
 
     pub async fn create_integration(&self, i: Integration) -> Result<Integration, CatalogError> {
-        let _g = self.write_lock.lock().await;
-        let snap = self.snapshot();
-        if snap.integrations.contains_key(&i.id) {
-            return Err(CatalogError::Conflict(format!(
-                "integration {} already exists",
-                i.id
-            )));
-        }
-        Self::check_integration(&snap, &i)?;
-        self.meta
-            .put(Bucket::Integrations, &i.id, encode(&i), Expect::Absent)
-            .await?;
-        let j = i.clone();
-        self.commit_change(|s| {
-            s.integrations.insert(j.id.clone(), Arc::new(j));
-        })
-        .await;
-        Ok(i)
+        self.put(i, true).await
     }
 
     pub async fn update_integration(&self, i: Integration) -> Result<Integration, CatalogError> {
-        let _g = self.write_lock.lock().await;
-        let snap = self.snapshot();
-        if !snap.integrations.contains_key(&i.id) {
-            return Err(CatalogError::NotFound(format!("integration {}", i.id)));
-        }
-        Self::check_integration(&snap, &i)?;
-        self.meta
-            .put(Bucket::Integrations, &i.id, encode(&i), Expect::Any)
-            .await?;
-        let j = i.clone();
-        self.commit_change(|s| {
-            s.integrations.insert(j.id.clone(), Arc::new(j));
-        })
-        .await;
-        Ok(i)
+        self.put(i, false).await
     }
 
     pub async fn delete_integration(&self, id: &str) -> Result<(), CatalogError> {
@@ -425,5 +370,67 @@ impl Catalog {
         })
         .await;
         Ok(())
+    }
+}
+
+/// What the catalog's one write path needs to know about an object kind.
+trait CatalogObject: Clone + serde::Serialize {
+    const KIND: &'static str;
+    const BUCKET: Bucket;
+    fn id(&self) -> &str;
+    fn map(s: &Snapshot) -> &BTreeMap<String, Arc<Self>>;
+    fn map_mut(s: &mut Snapshot) -> &mut BTreeMap<String, Arc<Self>>;
+    /// The object's own validation and its rules against the rest of the catalog.
+    fn check(&self, snap: &Snapshot) -> Result<(), CatalogError>;
+}
+
+impl CatalogObject for Project {
+    const KIND: &'static str = "project";
+    const BUCKET: Bucket = Bucket::Projects;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn map(s: &Snapshot) -> &BTreeMap<String, Arc<Self>> {
+        &s.projects
+    }
+    fn map_mut(s: &mut Snapshot) -> &mut BTreeMap<String, Arc<Self>> {
+        &mut s.projects
+    }
+    fn check(&self, _snap: &Snapshot) -> Result<(), CatalogError> {
+        Ok(self.validate()?)
+    }
+}
+
+impl CatalogObject for Environment {
+    const KIND: &'static str = "environment";
+    const BUCKET: Bucket = Bucket::Environments;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn map(s: &Snapshot) -> &BTreeMap<String, Arc<Self>> {
+        &s.environments
+    }
+    fn map_mut(s: &mut Snapshot) -> &mut BTreeMap<String, Arc<Self>> {
+        &mut s.environments
+    }
+    fn check(&self, snap: &Snapshot) -> Result<(), CatalogError> {
+        Catalog::check_environment(snap, self)
+    }
+}
+
+impl CatalogObject for Integration {
+    const KIND: &'static str = "integration";
+    const BUCKET: Bucket = Bucket::Integrations;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn map(s: &Snapshot) -> &BTreeMap<String, Arc<Self>> {
+        &s.integrations
+    }
+    fn map_mut(s: &mut Snapshot) -> &mut BTreeMap<String, Arc<Self>> {
+        &mut s.integrations
+    }
+    fn check(&self, snap: &Snapshot) -> Result<(), CatalogError> {
+        Catalog::check_integration(snap, self)
     }
 }
