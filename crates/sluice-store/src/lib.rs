@@ -7,15 +7,21 @@
 //!   subject per environment; offsets are stream sequence numbers);
 //! - [`MetaStore`]: small key-value state with compare-and-swap revisions (JetStream KV).
 //!
+//! [`memory`] holds in-memory implementations of both traits for other crates' tests.
+//!
 //! This crate must never know about HTTP or delivery; it stores and returns bytes.
 
 pub mod catalog;
 pub mod embedded;
 pub mod error;
 pub mod log;
+pub mod memory;
 pub mod meta;
 
 pub use catalog::Catalog;
 pub use error::StoreError;
-pub use log::{AppendEntry, AppendReceipt, ImpressionLog, LogBounds, StoredEntry};
+pub use log::{
+    AppendEntry, AppendReceipt, ImpressionLog, LogBounds, MAX_ENTRY_BYTES, StoredEntry,
+    validate_env_id,
+};
 pub use meta::{Bucket, Expect, MetaStore, Versioned};

@@ -5,6 +5,28 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+/// Largest entry payload an [`ImpressionLog`] accepts (256 MiB); a larger one is refused.
+pub const MAX_ENTRY_BYTES: usize = 256 << 20;
+
+/// Accepts exactly the environment ids sluice issues: `[A-Za-z0-9_.-]{1,64}`, not
+/// starting with `.`. Every [`ImpressionLog`] refuses other ids (an embedded log builds
+/// paths from them, a JetStream log subjects).
+pub fn validate_env_id(env: &str) -> Result<(), StoreError> {
+    let ok = !env.is_empty()
+        && env.len() <= 64
+        && !env.starts_with('.')
+        && env
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!(
+            "invalid environment id {env:?}"
+        )))
+    }
+}
+
 /// One entry to append: the impressions of one ingest request, encoded by
 /// `sluice_core::record::encode_entry`.
 #[derive(Debug, Clone)]

@@ -3,28 +3,10 @@
 //! environment id check that guards every path built from an id.
 
 use super::segment::Segment;
-use crate::error::StoreError;
+pub use crate::log::validate_env_id;
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::watch;
-
-/// Accepts exactly the ids sluice issues: `[A-Za-z0-9_.-]{1,64}`, not starting with `.`.
-/// Nothing else may become a path component.
-pub fn validate_env_id(env: &str) -> Result<(), StoreError> {
-    let ok = !env.is_empty()
-        && env.len() <= 64
-        && !env.starts_with('.')
-        && env
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound(format!(
-            "invalid environment id {env:?}"
-        )))
-    }
-}
 
 /// Committed state of one environment's log. Only the environment's writer thread adds
 /// entries and segments; retention removes sealed segments from the front.

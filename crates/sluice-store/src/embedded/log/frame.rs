@@ -24,7 +24,7 @@ pub const MAGIC: [u8; 4] = *b"SLG1";
 pub const HEADER_LEN: usize = 48;
 /// Largest payload accepted on append and believed on recovery. A header claiming more
 /// is treated as garbage.
-pub const MAX_PAYLOAD: usize = 256 << 20;
+pub const MAX_PAYLOAD: usize = crate::log::MAX_ENTRY_BYTES;
 
 /// The decoded fixed header of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
