@@ -1,0 +1,7 @@
+//! Test support shared by sluice's crates (never a dependency of the product itself).
+//!
+//! - [`nats`]: real `nats-server` processes — a single JetStream node or a 3-node
+//!   JetStream cluster — on free loopback ports with temporary storage, with kill -9,
+//!   SIGSTOP/SIGCONT and restart of a node, removed on drop.
+
+pub mod nats;
