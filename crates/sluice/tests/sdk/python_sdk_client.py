@@ -14,47 +14,16 @@ where "logs" are the SDK's log records at WARNING and above.
 """
 
 import json
-import logging
 import sys
 import threading
-import time
 
-
-class Capture(logging.Handler):
-    def __init__(self):
-        super().__init__(level=logging.WARNING)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(
-            {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        )
-
-
-def wait_for_recorders(factory, timeout=10.0):
-    """Waits until the SDK's impressions recorder thread runs.
-
-    splitio_client 10.x starts its periodic recorders on threads once the SDK is ready, and a
-    recorder's stop() (which flushes) is a no-op until its thread has started: a factory
-    destroyed right after becoming ready can exit without sending its impressions. A real
-    application lives longer than that; this script waits for the thread (private attributes,
-    so with a plain one-second wait as the fallback).
-    """
-    try:
-        task = factory._sync_manager._synchronizer._split_tasks.impressions_task
-        deadline = time.monotonic() + timeout
-        while not task.is_running() and time.monotonic() < deadline:
-            time.sleep(0.02)
-    except AttributeError:
-        time.sleep(1.0)
+from splitio_test_support import capture_logs, wait_for_recorders
 
 
 def main():
     args = json.loads(sys.argv[1])
-    capture = Capture()
     # Everything to stderr (shown when the test fails); WARNING and above also to "logs".
-    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    logging.getLogger().addHandler(capture)
+    capture = capture_logs()
 
     from splitio import get_factory
     from splitio.client.client import EvaluationOptions
