@@ -1,5 +1,5 @@
 // Preloaded (`node --require`) before the Node SDK snippet of README.md, for
-// tests/readme_snippets.rs.
+// tests/doc_snippets.rs.
 //
 // The snippet runs exactly as written, except that the test has filled in sluice's address
 // and the SDK key, with three additions a test needs on a machine that cannot reach Split's

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the Python SDK snippet of README.md with the real Split SDK, for tests/readme_snippets.rs.
+"""Runs the Python SDK snippet of README.md with the real Split SDK, for tests/doc_snippets.rs.
 
 Usage: readme_python_harness.py SNIPPET REPORT SPLIT_BACKEND_URL
 

@@ -1,13 +1,16 @@
-//! The SDK snippets of README.md, run as written with the real Split SDKs against a live
-//! sluice: their impressions must reach a webhook receiver with all 14 fields right.
+//! The code snippets of the documentation, run as written: README.md's SDK snippets with the
+//! real Split SDKs against a live sluice (their impressions must reach a webhook receiver
+//! with all 14 fields right), and docs/delivery.md's signature verification on requests
+//! sluice really delivered.
 //!
-//! Each snippet is the fenced block that follows a `<!-- snippet: NAME -->` line in README.md
-//! (the README is the source; there is no copy here). The test replaces the README's server
-//! address ([`README_SLUICE_API`]) and SDK key ([`README_SDK_KEY`]) with those of a sluice it
-//! starts on 127.0.0.1:0, and runs the snippet under a harness (`tests/sdk/readme_*_harness.*`)
-//! that points the SDK's flag, auth and streaming URLs at a fake Split backend on loopback
-//! (unless the snippet sets them), refuses every non-loopback name lookup (so nothing can
-//! reach Split's cloud), and records each evaluation and the machine name and IP the SDK sends.
+//! Each snippet is the fenced block that follows a `<!-- snippet: NAME -->` line in its
+//! document (the document is the source; there is no copy here). For the SDK snippets the
+//! test replaces the README's server address ([`README_SLUICE_API`]) and SDK key
+//! ([`README_SDK_KEY`]) with those of a sluice it starts on 127.0.0.1:0, and runs the snippet
+//! under a harness (`tests/sdk/readme_*_harness.*`) that points the SDK's flag, auth and
+//! streaming URLs at a fake Split backend on loopback (unless the snippet sets them), refuses
+//! every non-loopback name lookup (so nothing can reach Split's cloud), and records each
+//! evaluation and the machine name and IP the SDK sends.
 //!
 //! Needs `python3` with `splitio_client` and `node` with `@splitsoftware/splitio` in
 //! `SLUICE_TEST_NODE_MODULES`; `.ci/run` installs both (pinned). Without them the tests fail
@@ -29,7 +32,7 @@ const README_SLUICE_API: &str = "http://127.0.0.1:8080/api";
 const README_SDK_KEY: &str = "my-sdk-key-123";
 const SDK_KEY: &str = "sdk-key-readme-snippet-0001";
 
-const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const SDK_SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
 
 /// The code of the fenced block right after the `<!-- snippet: NAME -->` line of `markdown`.
@@ -62,10 +65,16 @@ fn snippet(markdown: &str, name: &str) -> Result<String, String> {
     Err(format!("the block after {marker:?} is not closed"))
 }
 
+/// The snippet `name` of the document `doc` (a path in the repository).
+fn doc_snippet(doc: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(format!("{REPO}/{doc}"))
+        .unwrap_or_else(|e| panic!("read {doc}: {e}"));
+    snippet(&text, name).unwrap_or_else(|e| panic!("{doc} snippet {name}: {e}"))
+}
+
 /// The README's snippet `name`, with the live server's address and SDK key filled in.
 fn readme_snippet(name: &str, sluice_api: &str) -> String {
-    let readme = std::fs::read_to_string(README).expect("read README.md");
-    let code = snippet(&readme, name).unwrap_or_else(|e| panic!("README.md snippet {name}: {e}"));
+    let code = doc_snippet("README.md", name);
     for placeholder in [README_SLUICE_API, README_SDK_KEY] {
         assert!(
             code.contains(placeholder),
@@ -127,8 +136,9 @@ impl Report {
     }
 }
 
-/// Runs `cmd` (a snippet under its harness, which writes `report`) to completion.
-async fn run_snippet(mut cmd: tokio::process::Command, report: &Path) -> Report {
+/// Runs `cmd` (`what`: for messages) to completion (120 s hang guard), asserting it
+/// succeeds; returns its stdout and stderr.
+async fn run_to_end(mut cmd: tokio::process::Command, what: &str) -> (String, String) {
     let child = cmd
         .env("NO_PROXY", "127.0.0.1,localhost")
         .stdin(Stdio::null())
@@ -136,16 +146,22 @@ async fn run_snippet(mut cmd: tokio::process::Command, report: &Path) -> Report 
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), child)
         .await
-        .expect("the snippet finishes within 120 s (hang guard)")
-        .expect("run the snippet");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("snippet stdout:\n{stdout}");
+        .unwrap_or_else(|_| panic!("{what} finishes within 120 s (hang guard)"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!("{what} stdout:\n{stdout}");
     assert!(
         out.status.success(),
-        "the snippet failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
+    (stdout, stderr)
+}
+
+/// Runs `cmd` (a snippet under its harness, which writes `report`) to completion.
+async fn run_snippet(cmd: tokio::process::Command, report: &Path) -> Report {
+    let (_, stderr) = run_to_end(cmd, "the snippet").await;
     let text = std::fs::read_to_string(report)
         .unwrap_or_else(|e| panic!("no harness report ({e}); stderr:\n{stderr}"));
     let raw: Value = serde_json::from_str(&text).expect("report JSON");
@@ -264,6 +280,126 @@ async fn readme_node_snippet_delivers_impressions() {
     assert!(
         report["urls"].is_object(),
         "the harness reports the factory's URLs: {report}"
+    );
+}
+
+/// Whether [`split_sdk::python`] runs; `Err` says why not.
+fn python3() -> Result<(), String> {
+    match std::process::Command::new(split_sdk::python())
+        .arg("--version")
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!("{} --version: {}", split_sdk::python(), out.status)),
+        Err(e) => Err(format!("cannot run {}: {e}", split_sdk::python())),
+    }
+}
+
+/// A request the capture receiver got, written for the verification driver: its headers as
+/// a JSON object and its raw body in `dir/name`.
+fn case(
+    dir: &Path,
+    name: &str,
+    secret: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Value {
+    let path = dir.join(name);
+    std::fs::write(&path, body).expect("write body");
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
+        .collect();
+    json!({ "secret": secret, "headers": headers, "body": path })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_signature_verification_accepts_sluice_and_refuses_forgeries() {
+    let Some(_) = split_sdk::required(
+        "docs_signature_verification_accepts_sluice_and_refuses_forgeries",
+        python3(),
+    ) else {
+        return;
+    };
+    // Both secret forms: a Standard Webhooks `whsec_<base64>` key and a plain string.
+    let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let plain = "my-webhook-secret";
+    let s = common::Sluice::start().await;
+    let capture = common::Capture::start(200).await;
+    s.environment("prod", "Production", SDK_KEY).await;
+    for (id, secret) in [("whsec", whsec), ("plain", plain)] {
+        s.integration(
+            id,
+            &capture.url(&format!("/{id}")),
+            &["prod"],
+            json!({ "secret": secret, "flushIntervalMs": 100 }),
+        )
+        .await;
+    }
+    assert_eq!(
+        s.send_bulk(SDK_KEY, &common::bulk(FLAG, "user", 3)).await,
+        200
+    );
+    let got = capture.wait_for(2, Duration::from_secs(60)).await;
+    let request = |id: &str| {
+        got.iter()
+            .find(|r| r.path == format!("/{id}"))
+            .unwrap_or_else(|| panic!("no delivery to /{id}: {got:?}"))
+            .clone()
+    };
+    let (signed, signed_plain) = (request("whsec"), request("plain"));
+    assert!(signed.is_gzip(), "deliveries are gzipped by default");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let tampered = {
+        let text = String::from_utf8(signed.plain()).expect("UTF-8 body");
+        assert!(text.contains("user-1"), "{text}");
+        common::gzip(text.replacen("user-1", "user-9", 1).as_bytes())
+    };
+    // Correctly signed, but an hour old: only the timestamp check can refuse it.
+    let mut stale = signed.headers.clone();
+    let id = signed.header("webhook-id").expect("webhook-id");
+    let old: i64 = signed
+        .header("webhook-timestamp")
+        .and_then(|t| t.parse().ok())
+        .expect("numeric webhook-timestamp");
+    let signature = sluice_core::signature::sign(whsec, &id, old - 3600, &signed.plain());
+    stale.insert("webhook-timestamp", (old - 3600).into());
+    stale.insert(
+        "webhook-signature",
+        signature.parse().expect("header value"),
+    );
+    let cases = [
+        (case(dir, "a", whsec, &signed.headers, &signed.body), true),
+        (
+            case(dir, "b", plain, &signed_plain.headers, &signed_plain.body),
+            true,
+        ),
+        (case(dir, "c", plain, &signed.headers, &signed.body), false),
+        (case(dir, "d", whsec, &signed.headers, &tampered), false),
+        (case(dir, "e", whsec, &stale, &signed.body), false),
+    ];
+    let cases_path = dir.join("cases.json");
+    let inputs: Vec<&Value> = cases.iter().map(|(c, _)| c).collect();
+    std::fs::write(&cases_path, serde_json::to_vec(&inputs).unwrap()).expect("write cases");
+    let snippet_path = dir.join("verify.py");
+    let code = doc_snippet("docs/delivery.md", "verify-signature-python");
+    std::fs::write(&snippet_path, code).expect("write snippet");
+
+    let mut driver = tokio::process::Command::new(split_sdk::python());
+    driver
+        .arg(format!("{SDK_SCRIPTS}/verify_signature_driver.py"))
+        .arg(&snippet_path)
+        .arg(&cases_path);
+    let (stdout, stderr) = run_to_end(driver, "the verification driver").await;
+    let answers: Vec<bool> =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("driver output ({e}): {stderr}"));
+    let expected: Vec<bool> = cases.iter().map(|(_, ok)| *ok).collect();
+    assert_eq!(
+        answers, expected,
+        "verify_webhook on: sluice's request (whsec_ secret), sluice's request (plain secret), \
+         the wrong secret, a tampered body, an old timestamp"
     );
 }
 
