@@ -109,12 +109,88 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Decodes a JSON admin body.
+/// Decodes a JSON admin body strictly: a field the type does not know is refused, and
+/// a value of the wrong type or out of its type's range is refused naming its path (both
+/// 400, see [`ApiError::invalid_field`]).
 pub fn json<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     bytes: &[u8],
 ) -> Result<T, ApiError> {
     require_json(headers)?;
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    strict(value)
+}
+
+/// Decodes `value` as [`json`] does.
+pub fn strict<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    let mut unknown: Option<String> = None;
+    let mut track = serde_path_to_error::Track::new();
+    let decoded = {
+        let mut note = |path: serde_ignored::Path| {
+            unknown.get_or_insert_with(|| path.to_string());
+        };
+        let ignored = serde_ignored::Deserializer::new(value, &mut note);
+        T::deserialize(serde_path_to_error::Deserializer::new(ignored, &mut track))
+    };
+    match decoded {
+        Err(e) => {
+            let path = track.path().to_string();
+            Err(if path == "." {
+                ApiError::bad_request(format!("invalid body: {e}"))
+            } else {
+                ApiError::invalid_field(path, e)
+            })
+        }
+        Ok(t) => match unknown {
+            Some(field) => Err(ApiError::invalid_field(field, "unknown field")),
+            None => Ok(t),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sluice_core::model::Integration;
+
+    fn integ(extra: serde_json::Value) -> Result<Integration, ApiError> {
+        let mut v = json!({"id": "i", "name": "n", "url": "https://e.com/", "environments": ["e"]});
+        for (k, x) in extra.as_object().into_iter().flatten() {
+            v[k] = x.clone();
+        }
+        strict(v)
+    }
+
+    #[test]
+    fn strict_names_unknown_fields_by_path() {
+        let e = integ(json!({"flushIntervalMS": 100})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("flushIntervalMS"));
+        assert_eq!(e.detail, "flushIntervalMS: unknown field");
+        let e = integ(json!({"protection": {"windw": 3}})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("protection.windw"));
+    }
+
+    #[test]
+    fn strict_names_fields_of_the_wrong_type_or_range() {
+        let e = integ(json!({"maxBatchImpressions": u64::MAX})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("maxBatchImpressions"), "{e:?}");
+        let e = integ(json!({"protection": {"window": -1}})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("protection.window"), "{e:?}");
+        let e = integ(json!({"format": "xml"})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("format"), "{e:?}");
+        assert!(integ(json!({})).is_ok());
+    }
+
+    #[test]
+    fn json_refuses_numbers_beyond_u64_naming_the_field() {
+        let body = br#"{"id": "i", "name": "n", "url": "https://e.com/", "environments": ["e"],
+                        "maxBacklogAgeMs": 18446744073709551616}"#;
+        let e = json::<Integration>(&HeaderMap::new(), body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("maxBacklogAgeMs"), "{e:?}");
+        let e = json::<Integration>(&HeaderMap::new(), b"{").unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(e.field.is_none());
+    }
 }

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use sluice_core::DecodeError;
+use sluice_core::{DecodeError, ValidationError};
 use sluice_store::StoreError;
 use sluice_store::catalog::CatalogError;
 
@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub error: &'static str,
     pub detail: String,
+    /// The request field at fault (JSON path such as `protection.window`), when one is.
+    pub field: Option<String>,
     pub retry_after: Option<u64>,
 }
 
@@ -22,7 +24,21 @@ impl ApiError {
             status,
             error,
             detail: detail.into(),
+            field: None,
             retry_after: None,
+        }
+    }
+    /// 400 for a field that is unknown, of the wrong type, or outside its bounds; the
+    /// answer names the field (in `detail` and in `field`).
+    pub fn invalid_field(field: impl Into<String>, reason: impl std::fmt::Display) -> ApiError {
+        let field = field.into();
+        ApiError {
+            field: Some(field.clone()),
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("{field}: {reason}"),
+            )
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
@@ -64,11 +80,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            axum::Json(json!({ "error": self.error, "detail": self.detail })),
-        )
-            .into_response();
+        let mut body = json!({ "error": self.error, "detail": self.detail });
+        if let Some(f) = self.field {
+            body["field"] = f.into();
+        }
+        let mut r = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -107,14 +123,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ValidationError> for ApiError {
+    fn from(v: ValidationError) -> Self {
+        ApiError::invalid_field(v.field, v.reason)
+    }
+}
+
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::NotFound(d) => ApiError::not_found(format!("{d} not found")),
             CatalogError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
-            CatalogError::Invalid(v) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid", v.to_string())
-            }
+            CatalogError::Invalid(v) => v.into(),
             CatalogError::Store(s) => s.into(),
         }
     }

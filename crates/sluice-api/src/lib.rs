@@ -25,18 +25,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/projects", get(prj::list).post(prj::create))
         .route(
             "/v1/projects/{id}",
-            get(prj::get).put(prj::update).delete(prj::delete),
+            get(prj::get)
+                .put(prj::update)
+                .patch(prj::patch)
+                .delete(prj::delete),
         )
         .route("/v1/environments", get(env::list).post(env::create))
         .route(
             "/v1/environments/{id}",
-            get(env::get).put(env::update).delete(env::delete),
+            get(env::get)
+                .put(env::update)
+                .patch(env::patch)
+                .delete(env::delete),
         )
         .route("/v1/environments/{id}/impressions", get(export::export))
         .route("/v1/integrations", get(int::list).post(int::create))
         .route(
             "/v1/integrations/{id}",
-            get(int::get).put(int::update).delete(int::delete),
+            get(int::get)
+                .put(int::update)
+                .patch(int::patch)
+                .delete(int::delete),
         )
         .route("/v1/integrations/{id}/status", get(int::status))
         .route("/v1/integrations/{id}/attempts", get(int::attempts))

@@ -2,6 +2,7 @@
 //! JSON is camelCase, as the admin API speaks it.
 
 use crate::error::ValidationError;
+use crate::limits::{Bound, settings};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -70,6 +71,10 @@ pub struct Integration {
     /// integration of several environments send them concurrently.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: u32,
+    /// Requests per second at most to this endpoint (SPEC §3: catch-up never floods an
+    /// endpoint); `None`: no fixed cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_second: Option<u32>,
     /// Delivery protection settings; defaults when absent.
     #[serde(default)]
     pub protection: Protection,
@@ -93,6 +98,33 @@ pub struct Protection {
     pub connect_timeout_ms: u64,
     /// Total timeout for one attempt (connect, send, answer).
     pub request_timeout_ms: u64,
+}
+
+impl Protection {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        check(settings::WINDOW, self.window.into())?;
+        check(settings::MIN_ATTEMPTS, self.min_attempts.into())?;
+        if self.min_attempts > self.window {
+            return Err(ValidationError::new(
+                settings::MIN_ATTEMPTS.field,
+                "must be at most protection.window",
+            ));
+        }
+        check(
+            settings::FAILURE_RATE_PERCENT,
+            self.failure_rate_percent.into(),
+        )?;
+        check(settings::INITIAL_COOLDOWN_MS, self.initial_cooldown_ms)?;
+        check(settings::MAX_COOLDOWN_MS, self.max_cooldown_ms)?;
+        if self.max_cooldown_ms < self.initial_cooldown_ms {
+            return Err(ValidationError::new(
+                settings::MAX_COOLDOWN_MS.field,
+                "must be at least protection.initialCooldownMs",
+            ));
+        }
+        check(settings::CONNECT_TIMEOUT_MS, self.connect_timeout_ms)?;
+        check(settings::REQUEST_TIMEOUT_MS, self.request_timeout_ms)
+    }
 }
 
 impl Default for Protection {
@@ -128,10 +160,27 @@ fn default_true() -> bool {
     true
 }
 
+/// A value outside `bound` is refused naming `bound.field`.
+fn check(bound: Bound, value: u64) -> Result<(), ValidationError> {
+    if bound.contains(value) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(bound.field, bound.reason()))
+    }
+}
+
+/// As [`check`], naming `field` (an id's own field, or the list it is in).
+fn check_as(field: &str, bound: Bound, value: u64) -> Result<(), ValidationError> {
+    check(bound, value).map_err(|e| ValidationError::new(field, e.reason))
+}
+
+fn len(s: &str) -> u64 {
+    s.len() as u64
+}
+
 /// Identifiers: 1–64 of `A-Z a-z 0-9 _ - .`, not starting with `.`.
 pub fn validate_id(field: &str, id: &str) -> Result<(), ValidationError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
+    let ok = settings::ID.contains(len(id))
         && !id.starts_with('.')
         && id
             .bytes()
@@ -147,10 +196,10 @@ pub fn validate_id(field: &str, id: &str) -> Result<(), ValidationError> {
 }
 
 fn validate_name(name: &str) -> Result<(), ValidationError> {
-    if name.trim().is_empty() || name.len() > 200 {
-        return Err(ValidationError::new("name", "must be 1-200 characters"));
+    if name.trim().is_empty() {
+        return Err(ValidationError::new("name", "must not be blank"));
     }
-    Ok(())
+    check(settings::NAME, len(name))
 }
 
 impl Project {
@@ -165,14 +214,13 @@ impl Environment {
         validate_id("id", &self.id)?;
         validate_name(&self.name)?;
         validate_id("project", &self.project)?;
-        if self.sdk_keys.len() > 100 {
-            return Err(ValidationError::new("sdkKeys", "at most 100 keys"));
-        }
+        check(settings::SDK_KEYS, self.sdk_keys.len() as u64)?;
         for k in &self.sdk_keys {
-            if k.len() < 8 || k.len() > 256 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            check(settings::SDK_KEY, len(k))?;
+            if !k.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(ValidationError::new(
                     "sdkKeys",
-                    "each key must be 8-256 printable ASCII characters",
+                    "each key must be printable ASCII without spaces",
                 ));
             }
         }
@@ -228,53 +276,31 @@ impl Integration {
         validate_id("id", &self.id)?;
         validate_name(&self.name)?;
         validate_id("project", &self.project)?;
-        if self.url.len() > 2048 {
-            return Err(ValidationError::new("url", "longer than 2048 characters"));
-        }
-        if self.environments.is_empty() || self.environments.len() > 100 {
-            return Err(ValidationError::new(
-                "environments",
-                "must list 1-100 environment ids",
-            ));
-        }
+        check(settings::URL, len(&self.url))?;
+        check(settings::ENVIRONMENTS, self.environments.len() as u64)?;
         for e in &self.environments {
             validate_id("environments", e)?;
         }
-        if !(100..=3_600_000).contains(&self.flush_interval_ms) {
-            return Err(ValidationError::new(
-                "flushIntervalMs",
-                "must be 100-3600000",
-            ));
+        check(settings::FLUSH_INTERVAL_MS, self.flush_interval_ms)?;
+        check(settings::MAX_IN_FLIGHT, self.max_in_flight.into())?;
+        check(
+            settings::MAX_BATCH_IMPRESSIONS,
+            self.max_batch_impressions.into(),
+        )?;
+        check(settings::MAX_BACKLOG_AGE_MS, self.max_backlog_age_ms)?;
+        if let Some(r) = self.max_requests_per_second {
+            check(settings::MAX_REQUESTS_PER_SECOND, r.into())?;
         }
-        if !(1..=16).contains(&self.max_in_flight) {
-            return Err(ValidationError::new("maxInFlight", "must be 1-16"));
+        if let Some(secret) = &self.secret {
+            check(settings::SECRET, len(secret))?;
         }
-        if !(1..=50_000).contains(&self.max_batch_impressions) {
-            return Err(ValidationError::new(
-                "maxBatchImpressions",
-                "must be 1-50000",
-            ));
-        }
-        if self.max_backlog_age_ms < 1_000 {
-            return Err(ValidationError::new(
-                "maxBacklogAgeMs",
-                "must be at least 1000",
-            ));
-        }
-        if let Some(s) = &self.secret
-            && (s.is_empty() || s.len() > 256)
-        {
-            return Err(ValidationError::new("secret", "must be 1-256 characters"));
-        }
-        if self.headers.len() > 20 {
-            return Err(ValidationError::new("headers", "at most 20 custom headers"));
-        }
+        check(settings::HEADERS, self.headers.len() as u64)?;
         for (k, v) in &self.headers {
-            let name_ok = !k.is_empty()
-                && k.len() <= 128
-                && k.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !name_ok {
+            check_as(&format!("headers.{k}"), settings::HEADER_NAME, len(k))?;
+            if !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            {
                 return Err(ValidationError::new(
                     "headers",
                     format!("{k:?} is not a valid header name"),
@@ -282,44 +308,19 @@ impl Integration {
             }
             if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
                 return Err(ValidationError::new(
-                    "headers",
-                    format!("{k} is set by sluice and cannot be overridden"),
+                    format!("headers.{k}"),
+                    "set by sluice; cannot be overridden",
                 ));
             }
-            if v.len() > 1024 || v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            check_as(&format!("headers.{k}"), settings::HEADER_VALUE, len(v))?;
+            if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 return Err(ValidationError::new(
-                    "headers",
-                    format!("value of {k} must be at most 1024 bytes, without CR/LF"),
+                    format!("headers.{k}"),
+                    "value must not contain CR, LF or NUL",
                 ));
             }
         }
-        let p = &self.protection;
-        if p.window == 0 || p.window > 1000 || p.min_attempts == 0 || p.min_attempts > p.window {
-            return Err(ValidationError::new(
-                "protection",
-                "window must be 1-1000 and minAttempts 1..=window",
-            ));
-        }
-        if !(1..=100).contains(&p.failure_rate_percent) {
-            return Err(ValidationError::new(
-                "protection.failureRatePercent",
-                "must be 1-100",
-            ));
-        }
-        if p.initial_cooldown_ms == 0 || p.max_cooldown_ms < p.initial_cooldown_ms {
-            return Err(ValidationError::new(
-                "protection",
-                "need 0 < initialCooldownMs <= maxCooldownMs",
-            ));
-        }
-        if p.connect_timeout_ms == 0 || p.request_timeout_ms == 0 || p.request_timeout_ms > 300_000
-        {
-            return Err(ValidationError::new(
-                "protection",
-                "timeouts must be 1-300000 ms",
-            ));
-        }
-        Ok(())
+        self.protection.validate()
     }
 
     /// A copy safe to show: the secret replaced by [`REDACTED`].
@@ -382,7 +383,7 @@ mod tests {
     fn validation_rejects_bad_fields() {
         let mut i = integ("https://example.com/hook");
         i.headers.insert("Content-Type".into(), "x".into());
-        assert_eq!(i.validate().unwrap_err().field, "headers");
+        assert_eq!(i.validate().unwrap_err().field, "headers.Content-Type");
         let mut i = integ("https://example.com/hook");
         i.flush_interval_ms = 1;
         assert_eq!(i.validate().unwrap_err().field, "flushIntervalMs");
@@ -398,6 +399,87 @@ mod tests {
             sdk_keys: vec!["short".into()],
         };
         assert!(e.validate().is_err());
+    }
+
+    /// Every numeric setting: its bounds are accepted, one past either end is refused
+    /// naming the field (with `protection.` for protection settings).
+    #[test]
+    fn numeric_settings_are_bounded_and_errors_name_the_field() {
+        use crate::limits::settings::*;
+        let numeric = [
+            FLUSH_INTERVAL_MS,
+            MAX_BATCH_IMPRESSIONS,
+            MAX_BACKLOG_AGE_MS,
+            MAX_IN_FLIGHT,
+            MAX_REQUESTS_PER_SECOND,
+            WINDOW,
+            MIN_ATTEMPTS,
+            FAILURE_RATE_PERCENT,
+            INITIAL_COOLDOWN_MS,
+            MAX_COOLDOWN_MS,
+            CONNECT_TIMEOUT_MS,
+            REQUEST_TIMEOUT_MS,
+        ];
+        for b in numeric {
+            let with = |v: u64| {
+                let mut body = serde_json::json!({
+                    "id": "i1", "name": "n", "url": "https://example.com/h",
+                    "environments": ["e1"],
+                    // Room for minAttempts and cooldowns at either end of their range.
+                    "protection": {"window": 1000, "minAttempts": 1,
+                                   "initialCooldownMs": 100, "maxCooldownMs": 86_400_000},
+                });
+                match b.field.strip_prefix("protection.") {
+                    Some(f) => body["protection"][f] = v.into(),
+                    None => body[b.field] = v.into(),
+                }
+                serde_json::from_value::<Integration>(body)
+                    .map(|i| i.validate())
+                    .map_err(|e| e.to_string())
+            };
+            for ok in [b.min, b.max] {
+                assert_eq!(with(ok), Ok(Ok(())), "{} = {ok}", b.field);
+            }
+            let mut outside = vec![b.max + 1];
+            if b.min > 0 {
+                outside.push(b.min - 1);
+            }
+            for bad in outside {
+                match with(bad) {
+                    Ok(Err(e)) => assert_eq!(e.field, b.field, "{} = {bad}: {e}", b.field),
+                    // Past the Rust type's range: refused while decoding.
+                    Err(_) => assert!(b.max >= u64::from(u32::MAX), "{} = {bad}", b.field),
+                    Ok(Ok(())) => panic!("{} = {bad} accepted", b.field),
+                }
+            }
+        }
+    }
+
+    /// Issue 11: u64::MAX was accepted and became -1 (every impression into a gap).
+    #[test]
+    fn backlog_age_of_u64_max_is_refused() {
+        let mut i = integ("https://example.com/hook");
+        i.max_backlog_age_ms = u64::MAX;
+        let e = i.validate().unwrap_err();
+        assert_eq!(e.field, "maxBacklogAgeMs");
+        assert!(e.reason.contains("31536000000"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_rules_name_the_field() {
+        let mut i = integ("https://example.com/hook");
+        i.protection.window = 5;
+        i.protection.min_attempts = 6;
+        assert_eq!(i.validate().unwrap_err().field, "protection.minAttempts");
+        let mut i = integ("https://example.com/hook");
+        i.protection.max_cooldown_ms = 1_000;
+        assert_eq!(i.validate().unwrap_err().field, "protection.maxCooldownMs");
+        let mut i = integ("https://example.com/hook");
+        i.headers.insert("X-Long".into(), "v".repeat(1025));
+        assert_eq!(i.validate().unwrap_err().field, "headers.X-Long");
+        let mut i = integ("https://example.com/hook");
+        i.name = "n".repeat(201);
+        assert_eq!(i.validate().unwrap_err().field, "name");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `/v1/environments`
 
-use crate::admin::new_id;
-use crate::body::{json, read_body};
+use crate::admin::{merged, new_id, patch_body, same_id};
+use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sluice_core::model::{DEFAULT_PROJECT, Environment};
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct EnvironmentIn {
     id: Option<String>,
     name: String,
@@ -31,16 +31,20 @@ pub async fn list(State(s): State<AppState>) -> Json<Vec<Environment>> {
     )
 }
 
+fn find(s: &AppState, id: &str) -> Result<Environment, ApiError> {
+    s.catalog
+        .snapshot()
+        .environments
+        .get(id)
+        .map(|e| (**e).clone())
+        .ok_or_else(|| ApiError::not_found(format!("environment {id} not found")))
+}
+
 pub async fn get(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Environment>, ApiError> {
-    s.catalog
-        .snapshot()
-        .environments
-        .get(&id)
-        .map(|e| Json((**e).clone()))
-        .ok_or_else(|| ApiError::not_found(format!("environment {id} not found")))
+    find(&s, &id).map(Json)
 }
 
 /// Creates an environment; without `sdkKeys`, one key is generated.
@@ -69,6 +73,23 @@ pub async fn create(
     ))
 }
 
+/// Replaces environment `id` with `e`; `project` and `sdkKeys` left out keep their values.
+async fn replace(
+    s: &AppState,
+    id: String,
+    e: EnvironmentIn,
+) -> Result<Json<Environment>, ApiError> {
+    same_id(&id, e.id.as_deref())?;
+    let existing = find(s, &id)?;
+    let env = Environment {
+        id,
+        name: e.name,
+        project: e.project.unwrap_or(existing.project),
+        sdk_keys: e.sdk_keys.unwrap_or(existing.sdk_keys),
+    };
+    Ok(Json(s.catalog.update_environment(env).await?))
+}
+
 pub async fn update(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -77,25 +98,21 @@ pub async fn update(
 ) -> Result<Json<Environment>, ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let e: EnvironmentIn = json(&headers, &bytes)?;
-    if e.id.as_deref().is_some_and(|b| b != id) {
-        return Err(ApiError::bad_request(
-            "id in the body differs from the id in the path",
-        ));
-    }
-    let existing = s
-        .catalog
-        .snapshot()
-        .environments
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("environment {id} not found")))?;
-    let env = Environment {
-        id,
-        name: e.name,
-        project: e.project.unwrap_or_else(|| existing.project.clone()),
-        sdk_keys: e.sdk_keys.unwrap_or_else(|| existing.sdk_keys.clone()),
-    };
-    Ok(Json(s.catalog.update_environment(env).await?))
+    replace(&s, id, e).await
+}
+
+/// `PATCH /v1/environments/{id}`: a JSON merge patch (`sdkKeys` is replaced as a whole).
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Environment>, ApiError> {
+    let bytes = read_body(&headers, body, s.config.limits).await?;
+    let patch = patch_body(&headers, &bytes)?;
+    let current = find(&s, &id)?;
+    let e: EnvironmentIn = strict(merged(&current, &id, &patch)?)?;
+    replace(&s, id, e).await
 }
 
 /// Deletes an environment and its stored impressions.

@@ -1,8 +1,8 @@
 //! `/v1/integrations` and the per-integration operations (status, attempts, pause,
 //! resume, gaps, test).
 
-use crate::admin::new_id;
-use crate::body::{json, read_body};
+use crate::admin::{merged, new_id, patch_body, same_id};
+use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
@@ -55,27 +55,24 @@ async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), ApiE
     Ok(())
 }
 
+/// An integration from a POST or PUT body; `id` comes from the path (PUT), the body, or
+/// is generated (POST).
 fn parse(headers: &HeaderMap, bytes: &[u8], id: Option<String>) -> Result<Integration, ApiError> {
     let mut v: Value = json(headers, bytes)?;
     let obj = v
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("body must be a JSON object"))?;
-    match (id, obj.get("id")) {
-        (Some(path), Some(Value::String(body))) if *body != path => {
-            return Err(ApiError::bad_request(
-                "id in the body differs from the id in the path",
-            ));
-        }
-        (Some(path), _) => {
+    match id {
+        Some(path) => {
+            same_id(&path, obj.get("id").and_then(Value::as_str))?;
             obj.insert("id".into(), Value::String(path));
         }
-        (None, None) => {
-            obj.insert("id".into(), Value::String(new_id("int")));
+        None => {
+            obj.entry("id")
+                .or_insert_with(|| Value::String(new_id("int")));
         }
-        (None, Some(_)) => {}
     }
-    serde_json::from_value(v)
-        .map_err(|e| ApiError::bad_request(format!("invalid integration: {e}")))
+    strict(v)
 }
 
 pub async fn list(State(s): State<AppState>) -> Json<Vec<Integration>> {
@@ -104,11 +101,9 @@ pub async fn create(
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let integ = parse(&headers, &bytes, None)?;
     if integ.secret.as_deref() == Some(REDACTED) {
-        return Err(ApiError::bad_request("secret: choose a real secret"));
+        return Err(ApiError::invalid_field("secret", "choose a real secret"));
     }
-    integ
-        .validate()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    integ.validate()?;
     check_destination(s.engine.policy(), &integ.url).await?;
     if s.catalog.snapshot().integrations.contains_key(&integ.id) {
         return Err(ApiError::new(
@@ -121,6 +116,14 @@ pub async fn create(
     s.engine.prepare_cursor(&integ).await?;
     let created = s.catalog.create_integration(integ).await?;
     Ok((StatusCode::CREATED, Json(created.redacted())))
+}
+
+/// Stores `integ` in place of the existing integration (validated as on create).
+async fn replace(s: &AppState, integ: Integration) -> Result<Json<Integration>, ApiError> {
+    integ.validate()?;
+    check_destination(s.engine.policy(), &integ.url).await?;
+    s.engine.prepare_cursor(&integ).await?;
+    Ok(Json(s.catalog.update_integration(integ).await?.redacted()))
 }
 
 pub async fn update(
@@ -140,12 +143,28 @@ pub async fn update(
         Some(Value::String(s)) if s == REDACTED => integ.secret = existing.secret.clone(),
         _ => {}
     }
-    integ
-        .validate()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
-    check_destination(s.engine.policy(), &integ.url).await?;
-    s.engine.prepare_cursor(&integ).await?;
-    Ok(Json(s.catalog.update_integration(integ).await?.redacted()))
+    replace(&s, integ).await
+}
+
+/// `PATCH /v1/integrations/{id}`: a JSON merge patch over the stored integration
+/// (`headers` and `protection` merge member by member; the redacted secret placeholder
+/// keeps the secret, `"secret": null` removes it).
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Integration>, ApiError> {
+    let bytes = read_body(&headers, body, s.config.limits).await?;
+    let mut patch = patch_body(&headers, &bytes)?;
+    let existing = find(&s, &id)?;
+    if patch.get("secret").and_then(Value::as_str) == Some(REDACTED)
+        && let Some(obj) = patch.as_object_mut()
+    {
+        obj.remove("secret");
+    }
+    let integ: Integration = strict(merged(existing.as_ref(), &id, &patch)?)?;
+    replace(&s, integ).await
 }
 
 pub async fn delete(

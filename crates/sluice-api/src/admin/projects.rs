@@ -1,7 +1,7 @@
 //! `/v1/projects`
 
-use crate::admin::new_id;
-use crate::body::{json, read_body};
+use crate::admin::{merged, new_id, patch_body, same_id};
+use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sluice_core::model::Project;
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct ProjectIn {
     id: Option<String>,
     name: String,
@@ -29,16 +29,20 @@ pub async fn list(State(s): State<AppState>) -> Json<Vec<Project>> {
     )
 }
 
+fn find(s: &AppState, id: &str) -> Result<Project, ApiError> {
+    s.catalog
+        .snapshot()
+        .projects
+        .get(id)
+        .map(|p| (**p).clone())
+        .ok_or_else(|| ApiError::not_found(format!("project {id} not found")))
+}
+
 pub async fn get(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Project>, ApiError> {
-    s.catalog
-        .snapshot()
-        .projects
-        .get(&id)
-        .map(|p| Json((**p).clone()))
-        .ok_or_else(|| ApiError::not_found(format!("project {id} not found")))
+    find(&s, &id).map(Json)
 }
 
 pub async fn create(
@@ -58,6 +62,15 @@ pub async fn create(
     ))
 }
 
+async fn replace(s: &AppState, id: String, p: ProjectIn) -> Result<Json<Project>, ApiError> {
+    same_id(&id, p.id.as_deref())?;
+    Ok(Json(
+        s.catalog
+            .update_project(Project { id, name: p.name })
+            .await?,
+    ))
+}
+
 pub async fn update(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -66,16 +79,21 @@ pub async fn update(
 ) -> Result<Json<Project>, ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let p: ProjectIn = json(&headers, &bytes)?;
-    if p.id.as_deref().is_some_and(|b| b != id) {
-        return Err(ApiError::bad_request(
-            "id in the body differs from the id in the path",
-        ));
-    }
-    Ok(Json(
-        s.catalog
-            .update_project(Project { id, name: p.name })
-            .await?,
-    ))
+    replace(&s, id, p).await
+}
+
+/// `PATCH /v1/projects/{id}`: a JSON merge patch.
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Project>, ApiError> {
+    let bytes = read_body(&headers, body, s.config.limits).await?;
+    let patch = patch_body(&headers, &bytes)?;
+    let current = find(&s, &id)?;
+    let p: ProjectIn = strict(merged(&current, &id, &patch)?)?;
+    replace(&s, id, p).await
 }
 
 pub async fn delete(
