@@ -17,6 +17,7 @@ pub mod error;
 pub mod log;
 pub mod memory;
 pub mod meta;
+pub mod nats;
 
 pub use catalog::Catalog;
 pub use error::StoreError;
