@@ -80,13 +80,20 @@ async fn wait_recovered(acked_after: &std::sync::Mutex<Option<Instant>>, since: 
     }
 }
 
+async fn three_nodes(test: &str) -> Option<(NatsCluster, NatsConfig)> {
+    let bin = binary_or_skip(test)?;
+    let cluster = NatsCluster::start(&bin, 3).await.expect("cluster");
+    let cfg = NatsConfig::from_url(&cluster.urls()).unwrap();
+    Some((cluster, cfg))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_stream_leader_loses_nothing_acknowledged() {
-    let Some(bin) = binary_or_skip("killing_the_stream_leader_loses_nothing_acknowledged") else {
+    let Some((mut cluster, cfg)) =
+        three_nodes("killing_the_stream_leader_loses_nothing_acknowledged").await
+    else {
         return;
     };
-    let mut cluster = NatsCluster::start(&bin, 3).await.expect("cluster");
-    let cfg = NatsConfig::from_url(&cluster.urls()).unwrap();
     let log = Arc::new(
         JetStreamLog::open(
             cfg.connect().await.unwrap(),
@@ -167,11 +174,11 @@ async fn killing_the_stream_leader_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_kv_leader_keeps_compare_and_swap_exact() {
-    let Some(bin) = binary_or_skip("killing_the_kv_leader_keeps_compare_and_swap_exact") else {
+    let Some((mut cluster, cfg)) =
+        three_nodes("killing_the_kv_leader_keeps_compare_and_swap_exact").await
+    else {
         return;
     };
-    let mut cluster = NatsCluster::start(&bin, 3).await.expect("cluster");
-    let cfg = NatsConfig::from_url(&cluster.urls()).unwrap();
     let meta = Arc::new(
         JetStreamMeta::open(cfg.connect().await.unwrap())
             .await
