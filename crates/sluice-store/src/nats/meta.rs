@@ -22,6 +22,7 @@ use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType};
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -75,6 +76,116 @@ impl JetStreamMeta {
     }
 }
 
+/// One change of a key seen by [`JetStreamMeta::follow`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedChange {
+    pub key: String,
+    /// The new value; `None`: deleted.
+    pub value: Option<Vec<u8>>,
+    /// The KV revision of the write (a deletion has one too).
+    pub revision: u64,
+}
+
+/// The live changes after a snapshot, in commit order.
+pub type WatchedChanges = BoxStream<'static, Result<WatchedChange, StoreError>>;
+
+impl JetStreamMeta {
+    /// The bucket's current content (key order) and every change committed after it, from
+    /// one ordered consumer (last value per key, then live updates), so nothing is missed
+    /// between the two. This is what every node's catalog mirror follows.
+    pub async fn follow(
+        &self,
+        bucket: Bucket,
+    ) -> Result<(Vec<(String, Versioned)>, WatchedChanges), StoreError> {
+        self.snapshot(bucket).await
+    }
+
+    async fn snapshot(
+        &self,
+        bucket: Bucket,
+    ) -> Result<(Vec<(String, Versioned)>, WatchedChanges), StoreError> {
+        let name = bucket_name(bucket);
+        let fail =
+            move |e: &dyn std::fmt::Display| unavailable(format!("reading {}", bucket.name()), e);
+        let stream = self
+            .conn
+            .js
+            .get_stream_no_info(format!("KV_{name}"))
+            .await
+            .map_err(|e| fail(&e))?;
+        let subject_prefix = format!("$KV.{name}.");
+        let consumer = stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.conn.client.new_inbox(),
+                filter_subject: format!("{subject_prefix}>"),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                replay_policy: ReplayPolicy::Instant,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut pending = consumer.cached_info().num_pending;
+        let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
+        let mut current = Vec::new();
+        while pending > 0 {
+            let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .map_err(|_| fail(&"timed out"))?
+                .ok_or_else(|| fail(&"the consumer ended"))?
+                .map_err(|e| fail(&e))?;
+            let (change, left) = change_of(&msg, &subject_prefix).map_err(|e| fail(&e))?;
+            pending = left;
+            if let Some(WatchedChange {
+                key,
+                value: Some(value),
+                revision,
+            }) = change
+            {
+                current.push((key, Versioned { value, revision }));
+            }
+        }
+        current.sort_by(|a, b| a.0.cmp(&b.0));
+        let changes = messages
+            .filter_map(move |m| {
+                let out = match m {
+                    Err(e) => Some(Err(fail(&e))),
+                    Ok(msg) => match change_of(&msg, &subject_prefix) {
+                        Ok((change, _)) => change.map(Ok),
+                        Err(e) => Some(Err(fail(&e))),
+                    },
+                };
+                std::future::ready(out)
+            })
+            .boxed();
+        Ok((current, changes))
+    }
+}
+
+/// The change a KV message records (`None` for a subject that is not a key of ours),
+/// and how many messages the consumer still has to deliver.
+fn change_of(
+    msg: &async_nats::jetstream::Message,
+    subject_prefix: &str,
+) -> Result<(Option<WatchedChange>, u64), async_nats::Error> {
+    let info = msg.info()?;
+    let deleted = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some();
+    let key = msg
+        .subject
+        .as_str()
+        .strip_prefix(subject_prefix)
+        .and_then(decode_key);
+    let change = key.map(|key| WatchedChange {
+        key,
+        value: (!deleted).then(|| msg.payload.to_vec()),
+        revision: info.stream_sequence,
+    });
+    Ok((change, info.pending))
+}
+
 fn key_of(key: &str) -> Result<String, StoreError> {
     if key.is_empty() {
         return Err(StoreError::Meta("empty key".into()));
@@ -108,66 +219,9 @@ impl MetaStore for JetStreamMeta {
         bucket: Bucket,
         prefix: &str,
     ) -> Result<Vec<(String, Versioned)>, StoreError> {
-        let name = bucket_name(bucket);
-        let fail = |e: &dyn std::fmt::Display| unavailable(format!("listing {name}"), e);
-        let stream = self
-            .conn
-            .js
-            .get_stream_no_info(format!("KV_{name}"))
-            .await
-            .map_err(|e| fail(&e))?;
-        let subject_prefix = format!("$KV.{name}.");
-        let consumer = stream
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.conn.client.new_inbox(),
-                filter_subject: format!("{subject_prefix}>"),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                replay_policy: ReplayPolicy::Instant,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| fail(&e))?;
-        let mut pending = consumer.cached_info().num_pending;
-        let mut out = Vec::new();
-        if pending == 0 {
-            return Ok(out);
-        }
-        let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
-        while pending > 0 {
-            let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
-                .await
-                .map_err(|_| fail(&"timed out"))?
-                .ok_or_else(|| fail(&"listing ended early"))?
-                .map_err(|e| fail(&e))?;
-            let info = msg.info().map_err(|e| fail(&e))?;
-            pending = info.pending;
-            let revision = info.stream_sequence;
-            let deleted = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some();
-            let Some(key) = msg
-                .subject
-                .as_str()
-                .strip_prefix(&subject_prefix)
-                .and_then(decode_key)
-            else {
-                continue;
-            };
-            if deleted || !key.starts_with(prefix) {
-                continue;
-            }
-            out.push((
-                key,
-                Versioned {
-                    value: msg.payload.to_vec(),
-                    revision,
-                },
-            ));
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        let (mut current, _) = self.snapshot(bucket).await?;
+        current.retain(|(k, _)| k.starts_with(prefix));
+        Ok(current)
     }
 
     async fn put(

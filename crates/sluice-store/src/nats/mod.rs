@@ -17,7 +17,7 @@ mod meta;
 pub mod names;
 
 pub use log::{JetStreamLog, LogConfig};
-pub use meta::JetStreamMeta;
+pub use meta::{JetStreamMeta, WatchedChange, WatchedChanges};
 
 use crate::error::StoreError;
 use std::path::PathBuf;

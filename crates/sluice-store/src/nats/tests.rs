@@ -392,3 +392,53 @@ async fn kv_meta_store_compare_and_swap() {
         b"again"
     );
 }
+
+#[tokio::test]
+async fn follow_gives_the_current_content_then_every_change() {
+    let Some((_c, conn)) = start(
+        "follow_gives_current_then_changes",
+        ClusterOptions::nodes(1),
+    )
+    .await
+    else {
+        return;
+    };
+    let m = JetStreamMeta::open(conn.clone()).await.unwrap();
+    let b = Bucket::Environments;
+    let ra = m.put(b, "a", b"1".to_vec(), Expect::Absent).await.unwrap();
+    m.put(b, "gone", b"x".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    m.delete(b, "gone", Expect::Any).await.unwrap();
+    let (current, mut changes) = m.follow(b).await.unwrap();
+    assert_eq!(
+        current.len(),
+        1,
+        "deleted keys are not current: {current:?}"
+    );
+    assert_eq!((current[0].0.as_str(), current[0].1.revision), ("a", ra));
+    // Another node writes.
+    let other = JetStreamMeta::open(conn).await.unwrap();
+    let rc = other
+        .put(b, "c.d", b"2".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    other.delete(b, "a", Expect::Revision(ra)).await.unwrap();
+    let c = next_change(&mut changes).await;
+    assert_eq!(
+        (c.key.as_str(), c.value.as_deref(), c.revision),
+        ("c.d", Some(&b"2"[..]), rc)
+    );
+    let a = next_change(&mut changes).await;
+    assert_eq!((a.key.as_str(), a.value), ("a", None));
+    assert!(a.revision > rc);
+}
+
+async fn next_change(changes: &mut WatchedChanges) -> WatchedChange {
+    use futures_util::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(30), changes.next())
+        .await
+        .expect("a change within the hang guard")
+        .expect("the stream goes on")
+        .expect("no error")
+}
