@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/environments/{id}/impressions", get(export::export))
         .route("/v1/integrations", get(int::list).post(int::create))
+        .route("/v1/integrations/status", get(admin::fleet::statuses))
         .route(
             "/v1/integrations/{id}",
             get(int::get)

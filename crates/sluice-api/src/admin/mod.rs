@@ -6,6 +6,7 @@
 //! stored object and then validates the result exactly as `PUT` would.
 
 pub mod environments;
+pub mod fleet;
 pub mod integrations;
 pub mod projects;
 
