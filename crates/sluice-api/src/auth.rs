@@ -4,14 +4,16 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
 use sluice_core::model::Environment;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use subtle::ConstantTimeEq;
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -30,6 +32,18 @@ pub async fn require_admin(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    // The client's address, when the server was started with connect info (sluice serve
+    // always is); without it there is nothing to count failures against.
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now = Instant::now();
+    if let Some(ip) = client
+        && let Err(wait) = state.auth_failures.check(ip, now)
+    {
+        return Err(ApiError::too_many_auth_failures(wait));
+    }
     let Some(token) = bearer(req.headers()) else {
         return Err(ApiError::unauthorized(
             "admin routes need Authorization: Bearer <admin token>",
@@ -39,6 +53,10 @@ pub async fn require_admin(
         .ct_eq(&state.config.admin_token_digest)
         .into();
     if !ok {
+        // A wrong token is a guess; a missing one is not, and is not counted.
+        if let Some(ip) = client {
+            state.auth_failures.failed(ip, now);
+        }
         return Err(ApiError::unauthorized("admin token is not valid"));
     }
     Ok(next.run(req).await)

@@ -70,6 +70,17 @@ impl ApiError {
             )
         }
     }
+    /// 429 for a client address that sent too many wrong admin tokens.
+    pub fn too_many_auth_failures(retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many authentication failures",
+                "too many wrong admin tokens from this address; wait before trying again",
+            )
+        }
+    }
     pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> ApiError {
         ApiError {
             retry_after: Some(retry_after),

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod auth_limit;
 pub mod body;
 pub mod error;
 pub mod export;

@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use crate::auth_limit::AuthFailureLimiter;
 use crate::body::BodyLimits;
 use crate::rate::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -14,6 +15,8 @@ pub struct ApiConfig {
     pub limits: BodyLimits,
     /// Impressions per second accepted per environment (None: unlimited).
     pub ingest_rate_per_env: Option<u32>,
+    /// Failed admin authentications allowed per client address per minute (0: no limit).
+    pub auth_failures_per_minute: u32,
 }
 
 pub struct Inner {
@@ -24,6 +27,7 @@ pub struct Inner {
     pub metrics: Option<PrometheusHandle>,
     pub ready: AtomicBool,
     pub rate: RateLimiter,
+    pub auth_failures: AuthFailureLimiter,
 }
 
 pub type AppState = Arc<Inner>;
@@ -37,6 +41,7 @@ impl Inner {
         metrics: Option<PrometheusHandle>,
     ) -> AppState {
         let rate = RateLimiter::new(config.ingest_rate_per_env);
+        let auth_failures = AuthFailureLimiter::new(config.auth_failures_per_minute);
         Arc::new(Inner {
             catalog,
             log,
@@ -45,6 +50,7 @@ impl Inner {
             metrics,
             ready: AtomicBool::new(true),
             rate,
+            auth_failures,
         })
     }
 }

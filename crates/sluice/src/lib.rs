@@ -7,6 +7,7 @@ pub mod demo;
 pub mod export_cli;
 pub mod receiver;
 pub mod serve;
+pub mod tls;
 
 /// Installs ring as the process-wide rustls provider, once. Plain `reqwest::Client`s (the
 /// admin CLI, tests, the bench) need it; delivery clients carry their own configuration.

@@ -77,6 +77,16 @@ struct ServeArgs {
     /// Impressions per second accepted per environment (429 beyond).
     #[arg(long)]
     ingest_rate_limit: Option<u32>,
+    /// Serve HTTPS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Wrong admin tokens allowed per client address per minute before 429s (0: no limit;
+    /// default 30).
+    #[arg(long)]
+    auth_failures_per_minute: Option<u32>,
 }
 
 fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
@@ -108,6 +118,15 @@ fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
     }
     if let Some(v) = a.ingest_rate_limit {
         o.ingest_rate_limit = v;
+    }
+    if let Some(v) = a.tls_cert {
+        o.tls_cert = Some(v);
+    }
+    if let Some(v) = a.tls_key {
+        o.tls_key = Some(v);
+    }
+    if let Some(v) = a.auth_failures_per_minute {
+        o.auth_failures_per_minute = v;
     }
     Ok(o)
 }

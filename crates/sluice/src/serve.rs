@@ -42,6 +42,12 @@ pub struct ServeOptions {
     pub degraded_concurrency: usize,
     /// Size of the log's segment files in bytes (default: the log's, 64 MiB).
     pub segment_bytes: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (needs `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Failed admin authentications allowed per client address per minute (429 beyond).
+    pub auth_failures_per_minute: u32,
     /// Admin token; default: `SLUICE_ADMIN_TOKEN`, else generated into the data dir.
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -62,6 +68,9 @@ impl Default for ServeOptions {
             ingest_rate_limit: 0,
             degraded_concurrency: 32,
             segment_bytes: None,
+            tls_cert: None,
+            tls_key: None,
+            auth_failures_per_minute: 30,
             admin_token: None,
             banner: true,
         }
@@ -79,6 +88,8 @@ impl ServeOptions {
 /// A running server.
 pub struct Server {
     pub addr: SocketAddr,
+    /// `http` or `https` (with `--tls-cert`).
+    pub scheme: &'static str,
     pub admin_token: String,
     pub engine: Arc<DeliveryEngine>,
     pub log: Arc<SegmentLog>,
@@ -88,7 +99,7 @@ pub struct Server {
 
 impl Server {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, stop delivery, close
@@ -154,6 +165,13 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 
 /// Opens storage and starts serving. Returns once the listener is bound.
 pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
+    // Certificate problems are start-up errors, found before anything is opened.
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
     let lock = lock_data_dir(&opts.data_dir)?;
@@ -197,6 +215,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
             admin_token_digest: token_digest(&token),
             limits: BodyLimits::default(),
             ingest_rate_per_env: (opts.ingest_rate_limit > 0).then_some(opts.ingest_rate_limit),
+            auth_failures_per_minute: opts.auth_failures_per_minute,
         },
         metrics_handle(),
     );
@@ -206,7 +225,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     let addr = listener.local_addr()?;
     if opts.banner {
         println!(
-            "sluice {} listening on http://{addr}",
+            "sluice {} listening on {scheme}://{addr}",
             env!("CARGO_PKG_VERSION")
         );
         println!("data dir: {}", opts.data_dir.display());
@@ -239,10 +258,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
                 state.ready.store(false, Ordering::Relaxed);
             }
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match tls {
+            Some(config) => match crate::tls::TlsListener::new(listener, config) {
+                Ok(listener) => serve_on(listener, app, shutdown).await,
+                Err(e) => Err(e),
+            },
+            None => serve_on(listener, app, shutdown).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "server error");
         }
         task_engine.shutdown().await;
@@ -252,12 +275,33 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     });
     Ok(Server {
         addr,
+        scheme,
         admin_token: token,
         engine,
         log: seg_log,
         stop: stop_tx,
         task,
     })
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, with each request's client address
+/// available to handlers (the admin authentication limiter counts failures per address).
+async fn serve_on<L>(
+    listener: L,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt as _;
+    // `tap_io` (doing nothing) is what makes the listener's address type the connect info.
+    axum::serve(
+        listener.tap_io(|_| {}),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Holds an exclusive lock on `DATA_DIR/LOCK` for the server's life: two processes
