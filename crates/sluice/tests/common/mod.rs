@@ -33,6 +33,8 @@ pub fn options(dir: &Path) -> ServeOptions {
         allow_private_destinations: true,
         admin_token: Some("test-admin-token".into()),
         banner: false,
+        // Tests send many wrong tokens on purpose; tests/admin_auth_rate.rs tests the limit.
+        auth_failures_per_minute: 0,
         ..ServeOptions::default()
     }
 }
