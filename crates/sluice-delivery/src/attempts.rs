@@ -19,8 +19,32 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: u64,
-    /// `live`, `retry`, `probe` or `replay`.
-    pub kind: &'static str,
+    pub kind: AttemptKind,
+}
+
+/// Why an attempt was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptKind {
+    /// A batch's first attempt.
+    Live,
+    /// The single retry of a failed live attempt.
+    Retry,
+    /// The one batch sent while paused, to see whether the destination is back.
+    Probe,
+    /// A replay's attempt (never counted as live delivery).
+    Replay,
+}
+
+impl AttemptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::Live => "live",
+            AttemptKind::Retry => "retry",
+            AttemptKind::Probe => "probe",
+            AttemptKind::Replay => "replay",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -59,7 +83,7 @@ mod tests {
                 status: Some(200),
                 error: None,
                 duration_ms: 0,
-                kind: "live",
+                kind: AttemptKind::Live,
             });
         }
         let r = log.recent();

@@ -1,19 +1,17 @@
 //! An integration's durable delivery position: one offset per environment, and the batch
-//! in flight (so that a batch keeps its `webhook-id` across retries, restarts and crashes).
-//! Stored as JSON in the `cursors` bucket under the integration id.
+//! in flight of each environment (so that a batch keeps its `webhook-id` across retries,
+//! restarts, crashes and upgrades). Stored as JSON in the `cursors` bucket under the
+//! integration id.
+//!
+//! **Upgrades.** Versions that had a single batch in flight stored it as `pending`
+//! (same fields as [`PinnedBatch`]); [`load`] moves it into `pinned` under its environment
+//! ([`upgrade`]), so the batch is resent under the id it was first sent with. The next
+//! save writes the current shape only.
 
+use crate::batch::PinnedBatch;
 use serde::{Deserialize, Serialize};
 use sluice_store::{Bucket, Expect, ImpressionLog, MetaStore, StoreError};
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingBatch {
-    pub id: String,
-    pub env: String,
-    pub from: u64,
-    pub to: u64,
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -22,10 +20,11 @@ pub struct CursorRecord {
     pub offsets: BTreeMap<String, u64>,
     /// The batch in flight of each environment (pinned: id + range), at most one each.
     #[serde(default)]
-    pub pinned: BTreeMap<String, PendingBatch>,
-    /// Written by versions that had a single batch in flight; moved into `pinned` on load.
+    pub pinned: BTreeMap<String, PinnedBatch>,
+    /// The single batch in flight of records written before `pinned` existed; only read,
+    /// moved into `pinned` by [`upgrade`].
     #[serde(default, skip_serializing)]
-    pub pending: Option<PendingBatch>,
+    pub pending: Option<PinnedBatch>,
     /// Impressions delivered (answered 200) over the integration's life.
     pub delivered: u64,
     /// Random per-integration-life nonce and a sequence: batch ids never repeat, even
@@ -45,6 +44,16 @@ pub fn new_nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// Brings a record read from the store to the current shape: an old single `pending`
+/// batch becomes its environment's pinned batch (unless one is pinned there already),
+/// keeping its id.
+pub fn upgrade(mut c: CursorRecord) -> CursorRecord {
+    if let Some(p) = c.pending.take() {
+        c.pinned.entry(p.env.clone()).or_insert(p);
+    }
+    c
+}
+
 pub async fn load(
     meta: &dyn MetaStore,
     integration: &str,
@@ -52,7 +61,7 @@ pub async fn load(
     match meta.get(Bucket::Cursors, integration).await? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v.value)
-            .map(Some)
+            .map(|c| Some(upgrade(c)))
             .map_err(|e| StoreError::Corrupt(format!("cursor of {integration}: {e}"))),
     }
 }
@@ -91,4 +100,46 @@ pub async fn save(
     meta.put(Bucket::Cursors, integration, bytes, Expect::Any)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_store::memory::MemoryMeta;
+
+    /// Defect 4: the old single-batch shape used to be dropped on load, so the batch in
+    /// flight was re-pinned under a new id after an upgrade.
+    #[tokio::test]
+    async fn an_old_pending_batch_loads_as_its_environments_pinned_batch() {
+        let meta = MemoryMeta::new();
+        let old = br#"{"offsets":{"e1":5},"pending":{"id":"msg_old0000000007","env":"e1","from":5,"to":9},"delivered":5,"nonce":"old","seq":7}"#;
+        meta.put(Bucket::Cursors, "i1", old.to_vec(), Expect::Any)
+            .await
+            .unwrap();
+        let c = load(&meta, "i1").await.unwrap().unwrap();
+        let p = &c.pinned["e1"];
+        assert_eq!((p.id.as_str(), p.from, p.to), ("msg_old0000000007", 5, 9));
+        assert_eq!(c.pending, None);
+        // The next save writes the current shape; it loads the same.
+        save(&meta, "i1", &c).await.unwrap();
+        let raw = meta.get(Bucket::Cursors, "i1").await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&raw.value).contains("pending"));
+        assert_eq!(load(&meta, "i1").await.unwrap().unwrap(), c);
+    }
+
+    #[test]
+    fn a_pinned_batch_wins_over_an_old_pending_one() {
+        let p = |id: &str| PinnedBatch {
+            id: id.into(),
+            env: "e1".into(),
+            from: 0,
+            to: 1,
+        };
+        let mut c = CursorRecord {
+            pending: Some(p("old")),
+            ..CursorRecord::default()
+        };
+        c.pinned.insert("e1".into(), p("new"));
+        assert_eq!(upgrade(c).pinned["e1"].id, "new");
+    }
 }

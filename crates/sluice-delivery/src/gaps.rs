@@ -23,6 +23,10 @@ pub struct Gap {
     pub recorded_at: i64,
     /// The replay job that closed this gap, if any.
     pub closed_by: Option<String>,
+    /// Impressions of the gap retention removed before a replay reached them (the gap
+    /// then stays open: they can no longer be sent).
+    #[serde(default)]
+    pub lost_impressions: u64,
 }
 
 pub async fn record_gap(meta: &dyn MetaStore, mut gap: Gap) -> Result<Gap, StoreError> {

@@ -1,7 +1,7 @@
-//! State an integration's worker shares with the admin API: health, attempts, counters,
-//! and the manual pause switch. Outlives worker restarts (configuration changes).
+//! State an integration's task shares with the admin API: health, attempts, counters,
+//! and the manual pause switch. Outlives task restarts (configuration changes).
 
-use crate::attempts::AttemptLog;
+use crate::attempts::{AttemptKind, AttemptLog};
 use crate::health::Health;
 use sluice_core::model::Protection;
 use std::sync::Mutex;
@@ -56,8 +56,7 @@ pub struct AttemptInfo<'a> {
     pub impressions: u32,
     pub bytes: usize,
     pub started_ms: i64,
-    /// `live`, `retry`, `probe` or `replay`.
-    pub kind: &'static str,
+    pub kind: AttemptKind,
 }
 
 impl IntegrationShared {
@@ -74,7 +73,7 @@ impl IntegrationShared {
                     None => "failed".into(),
                 })
         });
-        let live = a.kind != "replay";
+        let live = a.kind != AttemptKind::Replay;
         self.with(|s| {
             s.attempts.push(crate::attempts::AttemptRecord {
                 time: a.started_ms,
@@ -96,7 +95,7 @@ impl IntegrationShared {
             }
         });
         let id = a.integration_id.to_owned();
-        metrics::counter!("sluice_delivery_attempts_total", "integration" => id.clone(), "kind" => a.kind, "result" => if ok { "ok" } else { "error" })
+        metrics::counter!("sluice_delivery_attempts_total", "integration" => id.clone(), "kind" => a.kind.as_str(), "result" => if ok { "ok" } else { "error" })
             .increment(1);
         if ok && live {
             metrics::counter!("sluice_delivered_impressions_total", "integration" => id)

@@ -1,0 +1,86 @@
+//! The delivery context: the handles every delivery task shares (the log, the metadata
+//! store, the options, the bounded pool for degraded integrations), the wall clock and the
+//! way to reach an endpoint. Built once by the engine; tests build their own around
+//! in-memory stores, a paused-time clock and a scripted endpoint.
+
+use crate::endpoint::{Connector, HttpConnector};
+use crate::http::client_tls_config;
+use sluice_core::address::AddressPolicy;
+use sluice_store::memory::{Clock, SystemClock};
+use sluice_store::{ImpressionLog, MetaStore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub policy: Arc<AddressPolicy>,
+    /// Requests that degraded (failing or probing) integrations may have in flight in
+    /// total.
+    pub degraded_concurrency: usize,
+    /// Response bytes read from a destination at most.
+    pub max_response_bytes: usize,
+    /// Wait before the single retry of a failed attempt.
+    pub retry_delay: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            policy: Arc::new(AddressPolicy::default()),
+            degraded_concurrency: 32,
+            max_response_bytes: 64 * 1024,
+            retry_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Shared handles and the clock. Timers use `tokio::time` (so paused time drives them);
+/// wall-clock milliseconds (ingest-time cutoffs, attempt and gap timestamps) come from
+/// [`DeliveryCtx::now_ms`].
+pub struct DeliveryCtx {
+    pub log: Arc<dyn ImpressionLog>,
+    pub meta: Arc<dyn MetaStore>,
+    pub opts: EngineOptions,
+    pub degraded: Arc<Semaphore>,
+    pub clock: Arc<dyn Clock>,
+    pub connector: Arc<dyn Connector>,
+}
+
+impl DeliveryCtx {
+    /// The production context: wall clock, HTTP endpoints (reqwest, SSRF-guarded).
+    pub fn new(
+        log: Arc<dyn ImpressionLog>,
+        meta: Arc<dyn MetaStore>,
+        opts: EngineOptions,
+    ) -> DeliveryCtx {
+        let connector = Arc::new(HttpConnector::new(
+            opts.policy.clone(),
+            client_tls_config(),
+            opts.max_response_bytes,
+        ));
+        DeliveryCtx {
+            log,
+            meta,
+            degraded: Arc::new(Semaphore::new(opts.degraded_concurrency.max(1))),
+            opts,
+            clock: Arc::new(SystemClock),
+            connector,
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> DeliveryCtx {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_connector(mut self, connector: Arc<dyn Connector>) -> DeliveryCtx {
+        self.connector = connector;
+        self
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

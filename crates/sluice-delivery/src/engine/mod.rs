@@ -1,0 +1,281 @@
+//! The delivery engine supervises: it follows the configuration catalog and keeps exactly
+//! one [`IntegrationTask`] per enabled integration (stopped and started again when its
+//! configuration changes; started again with backoff if it ends — see
+//! [`crate::supervise`]), and one replay task per integration with a running job.
+//! The admin API's questions (status, attempts, gaps, pause, resume, test sends, replay
+//! requests) are answered in [`admin`] and [`test_send`].
+//!
+//! Shared, and bounded: the pool of permits that *degraded* integrations (latest attempt
+//! failed, or probing) must hold to send. Healthy integrations never touch it, so no
+//! number of failing destinations can delay a healthy one.
+
+mod admin;
+mod test_send;
+
+pub use admin::{IntegrationState, IntegrationStatus, PauseRecord};
+pub use test_send::TestResult;
+
+use crate::context::{DeliveryCtx, EngineOptions};
+use crate::integration::IntegrationTask;
+use crate::replay::request::plan;
+use crate::replay::run::ReplayRun;
+use crate::replay::{self, ReplayError, ReplayJob, ReplayRequest, ReplayState};
+use crate::shared::IntegrationShared;
+use crate::supervise::{Backoff, supervise};
+use sluice_core::model::Integration;
+use sluice_store::{Catalog, ImpressionLog};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+struct ActiveReplay {
+    job: String,
+    stop: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+struct Running {
+    config: Arc<Integration>,
+    stop: watch::Sender<bool>,
+    /// The supervisor: it ends only when stopped.
+    join: JoinHandle<()>,
+}
+
+pub struct DeliveryEngine {
+    ctx: Arc<DeliveryCtx>,
+    catalog: Arc<Catalog>,
+    running: tokio::sync::Mutex<HashMap<String, Running>>,
+    shared: Mutex<HashMap<String, Arc<IntegrationShared>>>,
+    replays: tokio::sync::Mutex<HashMap<String, ActiveReplay>>,
+    stop: watch::Sender<bool>,
+    backoff: Backoff,
+}
+
+fn manual_key(id: &str) -> String {
+    format!("paused/{id}")
+}
+
+impl DeliveryEngine {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        log: Arc<dyn ImpressionLog>,
+        opts: EngineOptions,
+    ) -> Arc<DeliveryEngine> {
+        let meta = catalog.meta().clone();
+        DeliveryEngine::with_context(catalog, DeliveryCtx::new(log, meta, opts))
+    }
+
+    /// An engine over a given context (clock, endpoints): for tests.
+    pub fn with_context(catalog: Arc<Catalog>, ctx: DeliveryCtx) -> Arc<DeliveryEngine> {
+        Arc::new(DeliveryEngine {
+            ctx: Arc::new(ctx),
+            catalog,
+            running: tokio::sync::Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
+            replays: tokio::sync::Mutex::new(HashMap::new()),
+            stop: watch::Sender::new(false),
+            backoff: Backoff::default(),
+        })
+    }
+
+    /// Starts following the catalog. Returns the supervisor task.
+    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut changes = me.catalog.subscribe();
+            let mut stop = me.stop.subscribe();
+            loop {
+                me.reconcile().await;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { break },
+                    _ = stop.changed() => break,
+                }
+            }
+            me.stop_all().await;
+        })
+    }
+
+    /// Stops every task (in-flight requests are abandoned; their batches stay pinned and
+    /// are resent with the same id after restart).
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        self.stop_all().await;
+    }
+
+    async fn stop_all(&self) {
+        let mut running = self.running.lock().await;
+        for (_, r) in running.drain() {
+            r.stop.send_replace(true);
+            let _ = r.join.await;
+        }
+        let mut replays = self.replays.lock().await;
+        for (_, r) in replays.drain() {
+            r.stop.send_replace(true);
+            let _ = r.join.await;
+        }
+    }
+
+    fn shared_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<IntegrationShared>>> {
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn shared_for(&self, integ: &Integration, manual: bool) -> Arc<IntegrationShared> {
+        let s = self
+            .shared_map()
+            .entry(integ.id.clone())
+            .or_insert_with(|| Arc::new(IntegrationShared::new(integ.protection.clone(), manual)))
+            .clone();
+        s.with(|st| st.health.reconfigure(integ.protection.clone()));
+        s
+    }
+
+    fn get_shared(&self, id: &str) -> Option<Arc<IntegrationShared>> {
+        self.shared_map().get(id).cloned()
+    }
+
+    async fn reconcile(&self) {
+        let snap = self.catalog.snapshot();
+        let mut running = self.running.lock().await;
+        // Stop tasks whose integration is gone, disabled or changed.
+        let ids: Vec<String> = running.keys().cloned().collect();
+        for id in ids {
+            let keep = matches!(snap.integrations.get(&id), Some(i) if i.enabled && **i == *running[&id].config);
+            if !keep && let Some(r) = running.remove(&id) {
+                r.stop.send_replace(true);
+                let _ = r.join.await;
+            }
+        }
+        // Forget state of deleted integrations.
+        self.shared_map()
+            .retain(|id, _| snap.integrations.contains_key(id));
+        for (id, integ) in &snap.integrations {
+            if !integ.enabled || running.contains_key(id) {
+                continue;
+            }
+            let manual = match self
+                .ctx
+                .meta
+                .get(sluice_store::Bucket::State, &manual_key(id))
+                .await
+            {
+                Ok(v) => v.is_some(),
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "cannot read pause state");
+                    false
+                }
+            };
+            let shared = self.shared_for(integ, manual);
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let (ctx, integ2, backoff) = (self.ctx.clone(), integ.clone(), self.backoff);
+            let stop = stop_rx.clone();
+            let join = tokio::spawn(supervise(
+                format!("integration {id}"),
+                stop_rx,
+                backoff,
+                move || {
+                    IntegrationTask {
+                        integ: integ2.clone(),
+                        ctx: ctx.clone(),
+                        shared: shared.clone(),
+                        stop: stop.clone(),
+                        lane_backoff: backoff,
+                    }
+                    .run()
+                },
+            ));
+            running.insert(
+                id.clone(),
+                Running {
+                    config: integ.clone(),
+                    stop: stop_tx,
+                    join,
+                },
+            );
+        }
+        drop(running);
+        self.reconcile_replays(&snap).await;
+    }
+
+    /// Stops replays of deleted or disabled integrations; resumes running jobs (after a
+    /// restart) of integrations that have none active.
+    async fn reconcile_replays(&self, snap: &sluice_store::catalog::Snapshot) {
+        let mut replays = self.replays.lock().await;
+        replays.retain(|_, r| !r.join.is_finished());
+        let ids: Vec<String> = replays.keys().cloned().collect();
+        for id in ids {
+            if !matches!(snap.integrations.get(&id), Some(i) if i.enabled)
+                && let Some(r) = replays.remove(&id)
+            {
+                r.stop.send_replace(true);
+                let _ = r.join.await;
+            }
+        }
+        for (id, integ) in &snap.integrations {
+            if !integ.enabled || replays.contains_key(id) {
+                continue;
+            }
+            let jobs = match replay::list_jobs(self.ctx.meta.as_ref(), id).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "cannot read replay jobs");
+                    continue;
+                }
+            };
+            if let Some(job) = jobs.into_iter().find(|j| j.state == ReplayState::Running) {
+                match self.spawn_replay(integ.clone(), job) {
+                    Ok(active) => {
+                        replays.insert(id.clone(), active);
+                    }
+                    Err(e) => {
+                        tracing::error!(integration = %id, error = %e, "cannot resume replay")
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn_replay(
+        &self,
+        integ: Arc<Integration>,
+        job: ReplayJob,
+    ) -> Result<ActiveReplay, crate::http::HttpError> {
+        let endpoint = self.ctx.connector.connect(&integ)?;
+        let shared = self.shared_for(&integ, false);
+        let (stop, stop_rx) = watch::channel(false);
+        let id = job.id.clone();
+        let run = ReplayRun::new(self.ctx.clone(), integ, shared, endpoint, stop_rx);
+        let join = tokio::spawn(run.run(job));
+        Ok(ActiveReplay {
+            job: id,
+            stop,
+            join,
+        })
+    }
+
+    /// Starts a replay of a time window or of a recorded gap.
+    pub async fn start_replay(
+        &self,
+        integ: Arc<Integration>,
+        req: ReplayRequest,
+    ) -> Result<ReplayJob, ReplayError> {
+        let mut replays = self.replays.lock().await;
+        if let Some(r) = replays.get(&integ.id)
+            && !r.join.is_finished()
+        {
+            return Err(ReplayError::Conflict(format!(
+                "replay {} is still running for this integration; wait for it to finish",
+                r.job
+            )));
+        }
+        let job = plan(&self.ctx, &integ, &req).await?;
+        replay::save_job(self.ctx.meta.as_ref(), &job).await?;
+        let active = self
+            .spawn_replay(integ.clone(), job.clone())
+            .map_err(|e| ReplayError::Invalid(format!("cannot build HTTP client: {e}")))?;
+        replays.insert(integ.id.clone(), active);
+        Ok(job)
+    }
+}

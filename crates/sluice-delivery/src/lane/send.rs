@@ -1,0 +1,150 @@
+//! Send: one attempt, then (not for probes) one retry after `retry_delay` (300 ms) or the
+//! destination's `Retry-After`. Every outcome feeds the integration's health window; a
+//! probe's outcome resumes or extends the pause.
+
+use super::Lane;
+use crate::attempts::AttemptKind;
+use crate::batch::Batch;
+use crate::health::Phase;
+use crate::http::Outcome;
+use crate::request::build_request;
+use crate::shared::AttemptInfo;
+use std::time::Duration;
+use tokio::time::{Instant, sleep};
+
+/// A batch the destination answered 200 to: the only thing [`Lane::commit`] accepts.
+pub(crate) struct Delivered(Batch);
+
+impl Delivered {
+    pub(super) fn into_batch(self) -> Batch {
+        self.0
+    }
+}
+
+fn jitter() -> f64 {
+    rand::random::<f64>() * 2.0 - 1.0
+}
+
+impl Lane {
+    /// One attempt, recorded in the attempts log and metrics.
+    async fn attempt(&self, batch: &Batch, kind: AttemptKind) -> Outcome {
+        let started_ms = self.ctx.now_ms();
+        let req = build_request(
+            &self.integ,
+            &batch.pinned.id,
+            &batch.body,
+            started_ms / 1000,
+        );
+        let outcome = self.endpoint.send(&req).await;
+        let info = AttemptInfo {
+            integration_id: &self.integ.id,
+            batch_id: &batch.pinned.id,
+            environment_id: &batch.pinned.env,
+            impressions: batch.body.count,
+            bytes: batch.body.wire.len(),
+            started_ms,
+            kind,
+        };
+        self.shared.record_attempt(info, &outcome);
+        outcome
+    }
+
+    /// A permit of the bounded pool for degraded integrations, when this one is degraded
+    /// (healthy ones never wait on it). Held for one attempt, not across retry waits.
+    async fn degraded_permit(&self, probing: bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let degraded = probing || self.shared.with(|s| s.health.degraded());
+        if degraded {
+            self.ctx.degraded.clone().acquire_owned().await.ok()
+        } else {
+            None
+        }
+    }
+
+    /// Sends a batch: `Ok` once answered 200, else the batch back (kept first in line).
+    pub(super) async fn deliver(
+        &mut self,
+        batch: Batch,
+        probing: bool,
+    ) -> Result<Delivered, Batch> {
+        // At most `maxInFlight` lanes of this integration send at once.
+        let common = self.common.clone();
+        let Ok(_in_flight) = common.in_flight.acquire().await else {
+            return Err(batch);
+        };
+        // One probe at a time: if another lane's probe settled it meanwhile, this is no
+        // longer a probe (resumed) or not to be sent (paused again).
+        let _probe = if probing {
+            Some(common.probe.lock().await)
+        } else {
+            None
+        };
+        let probing = if probing {
+            match self.shared.with(|s| s.health.tick(Instant::now())) {
+                Phase::Probing => true,
+                Phase::Active => false,
+                Phase::Paused { .. } => return Err(batch),
+            }
+        } else {
+            false
+        };
+        let permit = self.degraded_permit(probing).await;
+        let kind = if probing {
+            AttemptKind::Probe
+        } else {
+            AttemptKind::Live
+        };
+        let first = self.attempt(&batch, kind).await;
+        drop(permit);
+        let ok = first.is_delivered();
+        let now_ms = self.ctx.now_ms();
+        if probing {
+            self.shared
+                .with(|s| s.health.record_probe(ok, Instant::now(), now_ms, jitter()));
+            self.note_retry_after(&first);
+            return if ok { Ok(Delivered(batch)) } else { Err(batch) };
+        }
+        let paused = self
+            .shared
+            .with(|s| s.health.record(ok, Instant::now(), now_ms, jitter()));
+        if ok {
+            return Ok(Delivered(batch));
+        }
+        if paused {
+            self.note_retry_after(&first);
+            return Err(batch);
+        }
+        let delay = self
+            .retry_after_capped(&first)
+            .unwrap_or(self.ctx.opts.retry_delay);
+        sleep(delay).await;
+        let permit = self.degraded_permit(false).await;
+        let second = self.attempt(&batch, AttemptKind::Retry).await;
+        drop(permit);
+        let ok = second.is_delivered();
+        let now_ms = self.ctx.now_ms();
+        self.shared
+            .with(|s| s.health.record(ok, Instant::now(), now_ms, jitter()));
+        if ok {
+            Ok(Delivered(batch))
+        } else {
+            self.note_retry_after(&second);
+            Err(batch)
+        }
+    }
+
+    fn retry_after_capped(&self, o: &Outcome) -> Option<Duration> {
+        match o.status {
+            Some(429) | Some(503) => o
+                .retry_after
+                .map(|d| d.min(Duration::from_millis(self.integ.protection.max_cooldown_ms))),
+            _ => None,
+        }
+    }
+
+    fn note_retry_after(&mut self, o: &Outcome) {
+        if let Some(d) = self.retry_after_capped(o) {
+            let nb = Instant::now() + d;
+            self.not_before = Some(self.not_before.map_or(nb, |x| x.max(nb)));
+        }
+    }
+}
