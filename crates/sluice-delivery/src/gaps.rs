@@ -18,8 +18,7 @@ pub struct Gap {
     pub from: Option<i64>,
     pub to: Option<i64>,
     pub impressions: u64,
-    /// `maxBacklogAge` or `retention`.
-    pub reason: String,
+    pub reason: GapReason,
     pub recorded_at: i64,
     /// The replay job that closed this gap, if any.
     pub closed_by: Option<String>,
@@ -27,6 +26,25 @@ pub struct Gap {
     /// then stays open: they can no longer be sent).
     #[serde(default)]
     pub lost_impressions: u64,
+}
+
+/// Why a gap was skipped.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum GapReason {
+    /// Older than the integration's `maxBacklogAgeMs` when its turn came.
+    MaxBacklogAge,
+    /// Removed by retention before it was delivered.
+    Retention,
+}
+
+impl GapReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::MaxBacklogAge => "maxBacklogAge",
+            GapReason::Retention => "retention",
+        }
+    }
 }
 
 pub async fn record_gap(meta: &dyn MetaStore, mut gap: Gap) -> Result<Gap, StoreError> {

@@ -11,6 +11,8 @@
 
 mod admin;
 mod test_send;
+#[cfg(test)]
+mod tests;
 
 pub use admin::{IntegrationState, IntegrationStatus, PauseRecord};
 pub use test_send::TestResult;

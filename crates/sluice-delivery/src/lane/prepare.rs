@@ -7,7 +7,7 @@ use super::{Lane, LaneError};
 use crate::batch::{Batch, PinnedBatch, encode_blocking, read_range};
 use crate::context::DeliveryCtx;
 use crate::encode::{EncodedBody, encode_batch};
-use crate::gaps::{Gap, record_gap};
+use crate::gaps::{Gap, GapReason, record_gap};
 use sluice_core::model::Integration;
 use sluice_store::{StoreError, StoredEntry};
 use std::sync::Arc;
@@ -106,7 +106,8 @@ impl Lane {
         let mut from = self.position.unwrap_or(bounds.next);
         if from < bounds.first {
             // Retention removed impressions this integration had not delivered.
-            self.skip(from, bounds.first, None, "retention").await?;
+            self.skip(from, bounds.first, None, GapReason::Retention)
+                .await?;
             from = bounds.first;
         }
         let available = bounds.next.saturating_sub(from);
@@ -137,7 +138,7 @@ impl Lane {
                 .await?
                 .max(from);
             let first_ms = first.ingest_ms;
-            self.skip(from, to, Some((first_ms, cutoff)), "maxBacklogAge")
+            self.skip(from, to, Some((first_ms, cutoff)), GapReason::MaxBacklogAge)
                 .await?;
             return Ok(Err(Some(Instant::now())));
         }
@@ -182,7 +183,7 @@ impl Lane {
         from: u64,
         to: u64,
         window: Option<(i64, i64)>,
-        reason: &str,
+        reason: GapReason,
     ) -> Result<(), StoreError> {
         if to <= from {
             return Ok(());
@@ -196,13 +197,13 @@ impl Lane {
             from: window.map(|w| w.0),
             to: window.map(|w| w.1),
             impressions: to - from,
-            reason: reason.to_owned(),
+            reason,
             recorded_at: self.ctx.now_ms(),
             closed_by: None,
             lost_impressions: 0,
         };
         record_gap(self.ctx.meta.as_ref(), gap).await?;
-        tracing::warn!(integration = %self.integ.id, env = %self.env, from, to, reason, "skipped backlog recorded as a gap");
+        tracing::warn!(integration = %self.integ.id, env = %self.env, from, to, reason = reason.as_str(), "skipped backlog recorded as a gap");
         self.position = Some(to);
         self.save().await?;
         metrics::counter!("sluice_gap_impressions_total", "integration" => self.integ.id.clone())

@@ -149,7 +149,7 @@ async fn backlog_older_than_the_age_limit_is_skipped_into_a_gap() {
     assert_eq!(gaps.len(), 1);
     let g = &gaps[0];
     assert_eq!((g.from_offset, g.to_offset, g.impressions), (0, 2, 2));
-    assert_eq!(g.reason, "maxBacklogAge");
+    assert_eq!(g.reason, crate::gaps::GapReason::MaxBacklogAge);
     r.stop().await;
 }
 

@@ -25,7 +25,7 @@ async fn gap(h: &Harness, from: u64, to: u64) -> Gap {
         from: None,
         to: None,
         impressions: to - from,
-        reason: "maxBacklogAge".into(),
+        reason: crate::gaps::GapReason::MaxBacklogAge,
         recorded_at: T0,
         closed_by: None,
         lost_impressions: 0,

@@ -1,0 +1,78 @@
+//! The engine over a real catalog (in-memory store), paused time and a scripted endpoint.
+
+use super::{DeliveryEngine, IntegrationState};
+use crate::endpoint::scripted::ScriptedConnector;
+use crate::endpoint::{Connector, Endpoint};
+use crate::http::HttpError;
+use crate::testing::{Harness, eventually, integration};
+use serde_json::json;
+use sluice_core::model::{Environment, Integration};
+use sluice_store::Catalog;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Fails to connect the first `n` times, then connects to the scripted endpoint.
+struct FailingFirst {
+    left: AtomicU32,
+    then: ScriptedConnector,
+}
+
+impl Connector for FailingFirst {
+    fn connect(&self, integ: &Integration) -> Result<Arc<dyn Endpoint>, HttpError> {
+        if self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(HttpError::UserAgent("scripted connect failure".into()));
+        }
+        self.then.connect(integ)
+    }
+}
+
+async fn engine(h: &Harness, connector: Arc<dyn Connector>) -> Arc<DeliveryEngine> {
+    let catalog = Arc::new(Catalog::load(h.meta.clone()).await.unwrap());
+    let env: Environment =
+        serde_json::from_value(json!({"id": "e1", "name": "Production"})).unwrap();
+    catalog.create_environment(env).await.unwrap();
+    catalog
+        .create_integration((*integration(json!({}))).clone())
+        .await
+        .unwrap();
+    let ctx =
+        crate::context::DeliveryCtx::new(h.ctx.log.clone(), h.ctx.meta.clone(), h.ctx.opts.clone())
+            .with_clock(h.ctx.clock.clone())
+            .with_connector(connector);
+    DeliveryEngine::with_context(catalog, ctx)
+}
+
+/// Defect 1, at the engine: an integration task that ends (here: its endpoint cannot be
+/// built, twice) is started again with backoff instead of being lost.
+#[tokio::test(start_paused = true)]
+async fn an_integration_task_that_ends_is_started_again() {
+    let mut h = Harness::new([]);
+    h.cursor_at_start(&["e1"]).await;
+    let connector = Arc::new(FailingFirst {
+        left: AtomicU32::new(2),
+        then: ScriptedConnector(h.endpoint.clone()),
+    });
+    let engine = engine(&h, connector.clone()).await;
+    let started = tokio::time::Instant::now();
+    let supervisor = engine.start();
+    h.append("e1", &["a", "b", "c"], None).await;
+    let first = h.next_request().await;
+    assert_eq!(first.keys, ["a", "b", "c"]);
+    // Two failed starts: restarted after 1 s, then 2 s.
+    assert_eq!((first.at - started).as_secs(), 3);
+    assert_eq!(connector.left.load(Ordering::SeqCst), 0);
+    let integ = integration(json!({}));
+    eventually(async || {
+        engine
+            .status(&integ)
+            .await
+            .is_ok_and(|s| s.delivered_impressions == 3 && s.state == IntegrationState::Active)
+    })
+    .await;
+    engine.shutdown().await;
+    supervisor.await.unwrap();
+}
