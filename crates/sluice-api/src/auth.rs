@@ -2,7 +2,9 @@
 //! Secrets are compared in constant time (admin token) or looked up by digest (SDK
 //! keys), and never logged.
 
+use crate::admin::tokens;
 use crate::error::ApiError;
+use crate::scope::{self, Scope};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
@@ -26,7 +28,8 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Middleware for admin routes.
+/// Middleware for admin routes: the admin token, or a project token (which also puts its
+/// [`Scope`] in the request's extensions and passes [`scope::guard`]).
 pub async fn require_admin(
     State(state): State<AppState>,
     req: Request,
@@ -46,19 +49,36 @@ pub async fn require_admin(
     }
     let Some(token) = bearer(req.headers()) else {
         return Err(ApiError::unauthorized(
-            "admin routes need Authorization: Bearer <admin token>",
+            "admin routes need Authorization: Bearer <admin token or project token>",
         ));
     };
-    let ok: bool = token_digest(token)
+    let is_admin: bool = token_digest(token)
         .ct_eq(&state.config.admin_token_digest)
         .into();
-    if !ok {
-        // A wrong token is a guess; a missing one is not, and is not counted.
-        if let Some(ip) = client {
-            state.auth_failures.failed(ip, now);
+    let scope = if is_admin {
+        Scope::Admin
+    } else {
+        match tokens::lookup(state.catalog.meta().as_ref(), token).await? {
+            Some(t) => Scope::Project(t.project),
+            None => {
+                // A wrong token is a guess; a missing one is not, and is not counted.
+                if let Some(ip) = client {
+                    state.auth_failures.failed(ip, now);
+                }
+                return Err(ApiError::unauthorized(
+                    "neither the admin token nor a live project token",
+                ));
+            }
         }
-        return Err(ApiError::unauthorized("admin token is not valid"));
-    }
+    };
+    scope::guard(
+        &scope,
+        req.method(),
+        req.uri().path(),
+        &state.catalog.snapshot(),
+    )?;
+    let mut req = req;
+    req.extensions_mut().insert(scope);
     Ok(next.run(req).await)
 }
 

@@ -11,6 +11,7 @@ pub mod export;
 pub mod ingest;
 pub mod ops;
 pub mod rate;
+pub mod scope;
 pub mod state;
 
 use axum::Router;
@@ -30,6 +31,14 @@ pub fn router(state: AppState) -> Router {
                 .put(prj::update)
                 .patch(prj::patch)
                 .delete(prj::delete),
+        )
+        .route(
+            "/v1/projects/{id}/tokens",
+            get(admin::tokens::list).post(admin::tokens::create),
+        )
+        .route(
+            "/v1/projects/{id}/tokens/{token}",
+            axum::routing::delete(admin::tokens::revoke),
         )
         .route("/v1/environments", get(env::list).post(env::create))
         .route(

@@ -3,11 +3,12 @@
 use crate::admin::{merged, new_id, patch_body, same_id};
 use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
+use crate::scope::Scope;
 use crate::state::AppState;
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use sluice_core::model::{DEFAULT_PROJECT, Environment};
 
@@ -20,12 +21,16 @@ struct EnvironmentIn {
     sdk_keys: Option<Vec<String>>,
 }
 
-pub async fn list(State(s): State<AppState>) -> Json<Vec<Environment>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> Json<Vec<Environment>> {
     Json(
         s.catalog
             .snapshot()
             .environments
             .values()
+            .filter(|e| scope.sees(&e.project))
             .map(|e| (**e).clone())
             .collect(),
     )
@@ -50,6 +55,7 @@ pub async fn get(
 /// Creates an environment; without `sdkKeys`, one key is generated.
 pub async fn create(
     State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Environment>), ApiError> {
@@ -58,7 +64,12 @@ pub async fn create(
     let env = Environment {
         id: e.id.unwrap_or_else(|| new_id("env")),
         name: e.name,
-        project: e.project.unwrap_or_else(|| DEFAULT_PROJECT.to_owned()),
+        project: e.project.unwrap_or_else(|| {
+            scope
+                .default_project()
+                .unwrap_or(DEFAULT_PROJECT)
+                .to_owned()
+        }),
         sdk_keys: e.sdk_keys.unwrap_or_else(|| {
             vec![format!(
                 "sdk_{:016x}{:016x}",
@@ -67,6 +78,7 @@ pub async fn create(
             )]
         }),
     };
+    scope.may_write(&env.project)?;
     Ok((
         StatusCode::CREATED,
         Json(s.catalog.create_environment(env).await?),
@@ -76,6 +88,7 @@ pub async fn create(
 /// Replaces environment `id` with `e`; `project` and `sdkKeys` left out keep their values.
 async fn replace(
     s: &AppState,
+    scope: &Scope,
     id: String,
     e: EnvironmentIn,
 ) -> Result<Json<Environment>, ApiError> {
@@ -87,23 +100,26 @@ async fn replace(
         project: e.project.unwrap_or(existing.project),
         sdk_keys: e.sdk_keys.unwrap_or(existing.sdk_keys),
     };
+    scope.may_write(&env.project)?;
     Ok(Json(s.catalog.update_environment(env).await?))
 }
 
 pub async fn update(
     State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Environment>, ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let e: EnvironmentIn = json(&headers, &bytes)?;
-    replace(&s, id, e).await
+    replace(&s, &scope, id, e).await
 }
 
 /// `PATCH /v1/environments/{id}`: a JSON merge patch (`sdkKeys` is replaced as a whole).
 pub async fn patch(
     State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -112,7 +128,7 @@ pub async fn patch(
     let patch = patch_body(&headers, &bytes)?;
     let current = find(&s, &id)?;
     let e: EnvironmentIn = strict(merged(&current, &id, &patch)?)?;
-    replace(&s, id, e).await
+    replace(&s, &scope, id, e).await
 }
 
 /// Deletes an environment and its stored impressions.

@@ -169,9 +169,22 @@ pub async fn page(s: &AppState, q: &StatusQuery) -> Result<StatusPage, ApiError>
 
 pub async fn statuses(
     State(s): State<AppState>,
+    axum::Extension(scope): axum::Extension<crate::scope::Scope>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<StatusPage>, ApiError> {
-    let q = StatusQuery::parse(&params)?;
+    let mut q = StatusQuery::parse(&params)?;
+    // A project token sees its own project's integrations only.
+    if let Some(own) = scope.default_project() {
+        match &q.project {
+            Some(p) if p != own => {
+                return Ok(Json(StatusPage {
+                    integrations: Vec::new(),
+                    next_cursor: None,
+                }));
+            }
+            _ => q.project = Some(own.to_owned()),
+        }
+    }
     Ok(Json(page(&s, &q).await?))
 }
 

@@ -4,11 +4,12 @@
 use crate::admin::{merged, new_id, patch_body, same_id};
 use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
+use crate::scope::Scope;
 use crate::state::AppState;
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use serde_json::{Value, json as j};
 use sluice_core::address::AddressPolicy;
 use sluice_core::model::{Integration, REDACTED};
@@ -55,9 +56,32 @@ async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), ApiE
     Ok(())
 }
 
+/// Refuses an integration outside the request's project, or one naming another project's
+/// environment — which a project token is told does not exist, as if it did not.
+fn in_scope(s: &AppState, scope: &Scope, integ: &Integration) -> Result<(), ApiError> {
+    scope.may_write(&integ.project)?;
+    let snap = s.catalog.snapshot();
+    for e in &integ.environments {
+        if let Some(env) = snap.environments.get(e)
+            && !scope.sees(&env.project)
+        {
+            return Err(ApiError::invalid_field(
+                "environments",
+                format!("environment {e} does not exist"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An integration from a POST or PUT body; `id` comes from the path (PUT), the body, or
 /// is generated (POST).
-fn parse(headers: &HeaderMap, bytes: &[u8], id: Option<String>) -> Result<Integration, ApiError> {
+fn parse(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    id: Option<String>,
+    scope: &Scope,
+) -> Result<Integration, ApiError> {
     let mut v: Value = json(headers, bytes)?;
     let obj = v
         .as_object_mut()
@@ -72,15 +96,25 @@ fn parse(headers: &HeaderMap, bytes: &[u8], id: Option<String>) -> Result<Integr
                 .or_insert_with(|| Value::String(new_id("int")));
         }
     }
+    if let Some(p) = scope.default_project()
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.entry("project")
+            .or_insert_with(|| Value::String(p.to_owned()));
+    }
     strict(v)
 }
 
-pub async fn list(State(s): State<AppState>) -> Json<Vec<Integration>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> Json<Vec<Integration>> {
     Json(
         s.catalog
             .snapshot()
             .integrations
             .values()
+            .filter(|i| scope.sees(&i.project))
             .map(|i| i.redacted())
             .collect(),
     )
@@ -95,14 +129,16 @@ pub async fn get(
 
 pub async fn create(
     State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Integration>), ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
-    let integ = parse(&headers, &bytes, None)?;
+    let integ = parse(&headers, &bytes, None, &scope)?;
     if integ.secret.as_deref() == Some(REDACTED) {
         return Err(ApiError::invalid_field("secret", "choose a real secret"));
     }
+    in_scope(&s, &scope, &integ)?;
     integ.validate()?;
     check_destination(s.engine.policy(), &integ.url).await?;
     if s.catalog.snapshot().integrations.contains_key(&integ.id) {
@@ -119,7 +155,12 @@ pub async fn create(
 }
 
 /// Stores `integ` in place of the existing integration (validated as on create).
-async fn replace(s: &AppState, integ: Integration) -> Result<Json<Integration>, ApiError> {
+async fn replace(
+    s: &AppState,
+    scope: &Scope,
+    integ: Integration,
+) -> Result<Json<Integration>, ApiError> {
+    in_scope(s, scope, &integ)?;
     integ.validate()?;
     check_destination(s.engine.policy(), &integ.url).await?;
     s.engine.prepare_cursor(&integ).await?;
@@ -128,13 +169,14 @@ async fn replace(s: &AppState, integ: Integration) -> Result<Json<Integration>, 
 
 pub async fn update(
     State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Integration>, ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let existing = find(&s, &id)?;
-    let mut integ = parse(&headers, &bytes, Some(id))?;
+    let mut integ = parse(&headers, &bytes, Some(id), &scope)?;
     // The redacted placeholder (as GET shows it) keeps the stored secret; so does omitting
     // it. `"secret": null` removes it.
     let raw: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -143,7 +185,7 @@ pub async fn update(
         Some(Value::String(s)) if s == REDACTED => integ.secret = existing.secret.clone(),
         _ => {}
     }
-    replace(&s, integ).await
+    replace(&s, &scope, integ).await
 }
 
 /// `PATCH /v1/integrations/{id}`: a JSON merge patch over the stored integration
@@ -151,6 +193,7 @@ pub async fn update(
 /// keeps the secret, `"secret": null` removes it).
 pub async fn patch(
     State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -164,7 +207,7 @@ pub async fn patch(
         obj.remove("secret");
     }
     let integ: Integration = strict(merged(existing.as_ref(), &id, &patch)?)?;
-    replace(&s, integ).await
+    replace(&s, &scope, integ).await
 }
 
 pub async fn delete(

@@ -9,6 +9,7 @@ pub mod environments;
 pub mod fleet;
 pub mod integrations;
 pub mod projects;
+pub mod tokens;
 
 use crate::body::require_json;
 use crate::error::ApiError;

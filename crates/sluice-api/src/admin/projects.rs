@@ -3,11 +3,12 @@
 use crate::admin::{merged, new_id, patch_body, same_id};
 use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
+use crate::scope::Scope;
 use crate::state::AppState;
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use sluice_core::model::Project;
 
@@ -18,12 +19,16 @@ struct ProjectIn {
     name: String,
 }
 
-pub async fn list(State(s): State<AppState>) -> Json<Vec<Project>> {
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> Json<Vec<Project>> {
     Json(
         s.catalog
             .snapshot()
             .projects
             .values()
+            .filter(|p| scope.sees(&p.id))
             .map(|p| (**p).clone())
             .collect(),
     )
@@ -101,5 +106,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.catalog.delete_project(&id).await?;
+    // Nothing hangs on a deleted project: its tokens stop working with it.
+    crate::admin::tokens::revoke_all(s.catalog.meta().as_ref(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
