@@ -227,7 +227,7 @@ async fn tokens_are_shown_once_listed_without_secret_and_revoked_at_once() {
     let t = Some(tok.as_str());
 
     let list = s.get_admin("/v1/projects/acme/tokens").await;
-    assert_eq!(ids(&list), [tok_id.clone()]);
+    assert_eq!(ids(&list), vec![tok_id.as_str()]);
     assert!(
         !list.to_string().contains(&tok),
         "a list never shows the secret"
