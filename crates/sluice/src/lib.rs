@@ -5,7 +5,6 @@ pub mod admin_cli;
 pub mod bench;
 pub mod demo;
 pub mod export_cli;
-pub mod receiver;
 pub mod serve;
 pub mod tls;
 

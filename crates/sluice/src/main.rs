@@ -23,7 +23,7 @@ enum Cmd {
     /// Run the server (embedded storage in --data-dir; no other service needed).
     Serve(ServeArgs),
     /// A webhook receiver for trying sluice out and for tests.
-    Receiver(sluice::receiver::ReceiverArgs),
+    Receiver(sluice_receiver::ReceiverArgs),
     /// One command that shows sluice working: a server, simulated SDK traffic, receivers
     /// of which some fail, and a live view of delivery and isolation.
     Demo(sluice::demo::DemoArgs),
@@ -157,7 +157,7 @@ fn main() -> std::process::ExitCode {
                 server.wait().await;
                 Ok(())
             }
-            Cmd::Receiver(a) => sluice::receiver::run(a).await,
+            Cmd::Receiver(a) => sluice_receiver::run(a).await,
             Cmd::Demo(a) => sluice::demo::run(a).await,
             Cmd::Bench(a) => sluice::bench::run(a).await,
             Cmd::Export(a) => sluice::export_cli::run(a).await,

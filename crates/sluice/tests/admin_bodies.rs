@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice::receiver::FaultMode;
+use sluice_receiver::FaultMode;
 use std::time::Duration;
 
 const TOKEN: &str = "test-admin-token";

@@ -11,7 +11,7 @@ mod process;
 
 use process::SluiceProcess;
 use serde_json::{Value, json};
-use sluice::receiver::{FaultMode, ReceiverHandle};
+use sluice_receiver::{FaultMode, ReceiverHandle};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::Path;

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use sluice::receiver::{FaultMode, Outcome, ReceiverHandle};
+use sluice_receiver::{FaultMode, Outcome, ReceiverHandle};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ async fn ingest(s: &Sluice, body: &Value) {
     assert_eq!(s.send_bulk(SDK_KEY, body).await, 200);
 }
 
-async fn wait_unique(rx: &ReceiverHandle, n: u64) -> sluice::receiver::Stats {
+async fn wait_unique(rx: &ReceiverHandle, n: u64) -> sluice_receiver::Stats {
     match rx.wait_until(T, |st| st.unique_impressions >= n).await {
         Ok(st) => st,
         Err(st) => panic!("expected {n} unique impressions within {T:?}; receiver stats: {st:?}"),

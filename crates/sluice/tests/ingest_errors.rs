@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use sluice::receiver::{FaultMode, ReceiverHandle};
+use sluice_receiver::{FaultMode, ReceiverHandle};
 use sluice::serve::ServeOptions;
 use std::time::Duration;
 

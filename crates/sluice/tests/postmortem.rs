@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sluice::receiver::{self, FaultMode, ReceiverConfig, ReceiverHandle};
+use sluice_receiver::{self as receiver, FaultMode, ReceiverConfig, ReceiverHandle};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -149,7 +149,7 @@ async fn failing_destinations_delay_only_themselves() {
     let keys_a = steady_ingest(&s, "A", 6).await;
 
     // Phase B: a third of the destinations fail in mixed ways.
-    let mut kept: HashMap<usize, Vec<sluice::receiver::ReceivedImpression>> = HashMap::new();
+    let mut kept: HashMap<usize, Vec<sluice_receiver::ReceivedImpression>> = HashMap::new();
     for (i, inc) in incarnations.iter_mut().enumerate() {
         match failure_of(i) {
             Failure::Hang => inc[0].set_mode(FaultMode::Hang),

@@ -7,7 +7,7 @@ mod common;
 use common::{SDK_KEY, Sluice, bulk};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice::receiver::{FaultMode, ReceiverHandle};
+use sluice_receiver::{FaultMode, ReceiverHandle};
 use std::time::Duration;
 
 fn keys(prefix: &str, n: usize) -> Vec<String> {

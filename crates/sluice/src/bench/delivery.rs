@@ -10,7 +10,7 @@ use super::load::{self, Bodies, Plan};
 use super::machine::data_parent;
 use super::proc::{self, Delta};
 use super::report::{self, Table};
-use crate::receiver::{self, ReceiverConfig, Stats};
+use sluice_receiver::{self as receiver, ReceiverConfig, Stats};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -3,7 +3,7 @@
 //! fail (one hangs, one answers 500) and heal later, and a live view of delivery and
 //! isolation in the terminal (and the dashboard in a browser).
 
-use crate::receiver::{self, FaultMode, ReceiverConfig, ReceiverHandle};
+use sluice_receiver::{self as receiver, FaultMode, ReceiverConfig, ReceiverHandle};
 use crate::serve::{self, ServeOptions};
 use serde_json::{Value, json};
 use std::io::Write;

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
-use sluice::receiver::{self, FaultMode, ReceiverConfig, ReceiverHandle};
+use sluice_receiver::{self as receiver, FaultMode, ReceiverConfig, ReceiverHandle};
 use sluice::serve::{self, ServeOptions, Server};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

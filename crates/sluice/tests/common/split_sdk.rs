@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::Uri;
 use axum::routing::get;
 use serde_json::{Value, json};
-use sluice::receiver::{FaultMode, ReceiverHandle};
+use sluice_receiver::{FaultMode, ReceiverHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

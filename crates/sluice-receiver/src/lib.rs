@@ -10,8 +10,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use sluice::receiver::{FaultMode, ReceiverConfig};
-//! let rx = sluice::receiver::start(ReceiverConfig::default()).await?;
+//! use sluice_receiver::{FaultMode, ReceiverConfig};
+//! let rx = sluice_receiver::start(ReceiverConfig::default()).await?;
 //! let url = rx.url("/hook"); // give this to a sluice integration
 //! rx.set_mode(FaultMode::Status(503)); // …and later heal it
 //! rx.set_mode(FaultMode::Ok);
