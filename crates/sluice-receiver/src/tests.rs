@@ -55,17 +55,8 @@ impl JsonBody for reqwest::Response {
     }
 }
 
-/// reqwest is built without a default TLS provider; install ring once (the tests use plain HTTP,
-/// but building a client needs a provider).
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 fn client() -> reqwest::Client {
-    install_crypto_provider();
+    sluice_client::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -472,7 +463,7 @@ async fn hang_mode_holds_until_the_client_gives_up() {
         ..Default::default()
     })
     .await;
-    install_crypto_provider();
+    sluice_client::install_crypto_provider();
     let c = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()

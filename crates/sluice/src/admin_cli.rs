@@ -1,12 +1,12 @@
 //! Admin commands over the HTTP API (`sluice env …`, `sluice integration …`).
 
-use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use sluice_client::{AdminClient, ClientError};
 
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
-    /// Base URL of a running sluice.
+    /// A running sluice: a base URL, or HOST:PORT (then http:// is assumed).
     #[arg(
         long,
         env = "SLUICE_SERVER",
@@ -92,61 +92,9 @@ pub enum IntegrationCmd {
     },
 }
 
-pub struct Api {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    pub fn new(args: &ApiArgs) -> anyhow::Result<Api> {
-        let token = args
-            .token
-            .clone()
-            .context("an admin token is needed: --token or SLUICE_ADMIN_TOKEN")?;
-        Ok(Api {
-            base: args.server.trim_end_matches('/').to_owned(),
-            token,
-            client: reqwest::Client::new(),
-        })
-    }
-
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&b)?);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.base))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let v: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        if !status.is_success() {
-            bail!(
-                "{status}: {}",
-                v.get("detail")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&v.to_string())
-            );
-        }
-        Ok(v)
-    }
+/// The admin client for `--server` / `--token`.
+pub fn client(args: &ApiArgs) -> Result<AdminClient, ClientError> {
+    AdminClient::from_args(&args.server, args.token.as_deref())
 }
 
 fn print(v: &Value) {
@@ -160,10 +108,9 @@ fn print(v: &Value) {
 }
 
 pub async fn env_cmd(api: &ApiArgs, cmd: EnvCmd) -> anyhow::Result<()> {
-    use reqwest::Method;
-    let api = Api::new(api)?;
+    let api = client(api)?;
     let v = match cmd {
-        EnvCmd::List => api.call(Method::GET, "/v1/environments", None).await?,
+        EnvCmd::List => api.environments().await?,
         EnvCmd::Create {
             name,
             id,
@@ -180,24 +127,18 @@ pub async fn env_cmd(api: &ApiArgs, cmd: EnvCmd) -> anyhow::Result<()> {
             if !sdk_keys.is_empty() {
                 body["sdkKeys"] = sdk_keys.into();
             }
-            api.call(Method::POST, "/v1/environments", Some(body))
-                .await?
+            api.create_environment(&body).await?
         }
-        EnvCmd::Delete { id } => {
-            api.call(Method::DELETE, &format!("/v1/environments/{id}"), None)
-                .await?
-        }
+        EnvCmd::Delete { id } => api.delete_environment(&id).await?,
     };
     print(&v);
     Ok(())
 }
 
 pub async fn integration_cmd(api: &ApiArgs, cmd: IntegrationCmd) -> anyhow::Result<()> {
-    use reqwest::Method;
-    let api = Api::new(api)?;
-    let path = |id: &str, op: &str| format!("/v1/integrations/{id}{op}");
+    let api = client(api)?;
     let v = match cmd {
-        IntegrationCmd::List => api.call(Method::GET, "/v1/integrations", None).await?,
+        IntegrationCmd::List => api.integrations().await?,
         IntegrationCmd::Create {
             name,
             url,
@@ -225,20 +166,15 @@ pub async fn integration_cmd(api: &ApiArgs, cmd: IntegrationCmd) -> anyhow::Resu
             if no_gzip {
                 body["gzip"] = false.into();
             }
-            api.call(Method::POST, "/v1/integrations", Some(body))
-                .await?
+            api.create_integration(&body).await?
         }
-        IntegrationCmd::Status { id } => api.call(Method::GET, &path(&id, "/status"), None).await?,
-        IntegrationCmd::Attempts { id } => {
-            api.call(Method::GET, &path(&id, "/attempts"), None).await?
-        }
-        IntegrationCmd::Gaps { id } => api.call(Method::GET, &path(&id, "/gaps"), None).await?,
-        IntegrationCmd::Pause { id } => api.call(Method::POST, &path(&id, "/pause"), None).await?,
-        IntegrationCmd::Resume { id } => {
-            api.call(Method::POST, &path(&id, "/resume"), None).await?
-        }
-        IntegrationCmd::Test { id } => api.call(Method::POST, &path(&id, "/test"), None).await?,
-        IntegrationCmd::Delete { id } => api.call(Method::DELETE, &path(&id, ""), None).await?,
+        IntegrationCmd::Status { id } => api.integration_status(&id).await?,
+        IntegrationCmd::Attempts { id } => api.attempts(&id).await?,
+        IntegrationCmd::Gaps { id } => api.gaps(&id).await?,
+        IntegrationCmd::Pause { id } => api.pause(&id).await?,
+        IntegrationCmd::Resume { id } => api.resume(&id).await?,
+        IntegrationCmd::Test { id } => api.test_integration(&id).await?,
+        IntegrationCmd::Delete { id } => api.delete_integration(&id).await?,
     };
     print(&v);
     Ok(())

@@ -17,6 +17,7 @@
 //! when `CI` is set and are skipped otherwise.
 
 mod common;
+use common::AdminCalls as _;
 #[path = "common/split_sdk.rs"]
 mod split_sdk;
 

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use sluice_receiver::{FaultMode, ReceiverHandle};
 use sluice::serve::ServeOptions;
+use sluice_receiver::{FaultMode, ReceiverHandle};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);

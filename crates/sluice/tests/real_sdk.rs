@@ -8,6 +8,7 @@
 //! installs it. Without it the test fails when `CI` is set and is skipped otherwise.
 
 mod common;
+use common::AdminCalls as _;
 #[path = "common/split_sdk.rs"]
 mod split_sdk;
 

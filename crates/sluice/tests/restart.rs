@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{SDK_KEY, Sluice, bulk};
+use common::{AdminCalls as _, SDK_KEY, Sluice, bulk};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sluice_receiver::{FaultMode, ReceiverHandle};

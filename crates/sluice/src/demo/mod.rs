@@ -3,9 +3,10 @@
 //! fail (one hangs, one answers 500) and heal later, and a live view of delivery and
 //! isolation in the terminal (and the dashboard in a browser).
 
-use sluice_receiver::{self as receiver, FaultMode, ReceiverConfig, ReceiverHandle};
 use crate::serve::{self, ServeOptions};
 use serde_json::{Value, json};
+use sluice_client::AdminClient;
+use sluice_receiver::{self as receiver, FaultMode, ReceiverConfig, ReceiverHandle};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,28 +39,6 @@ struct Dest {
 
 const ADMIN: &str = "demo-admin-token";
 
-async fn admin(
-    client: &reqwest::Client,
-    base: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let mut req = client
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await?;
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        anyhow::bail!("{path}: {status} {v}");
-    }
-    Ok(v)
-}
-
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::install_crypto_provider();
     let tmp = tempfile::tempdir()?;
@@ -80,18 +59,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
+    let admin = AdminClient::with_http(&base, ADMIN, client.clone())?;
     for (id, name, key) in [
         ("web", "Web", "demo-sdk-key-web"),
         ("mobile", "Mobile", "demo-sdk-key-mobile"),
     ] {
-        admin(
-            &client,
-            &base,
-            reqwest::Method::POST,
-            "/v1/environments",
-            Some(json!({"id": id, "name": name, "sdkKeys": [key]})),
-        )
-        .await?;
+        admin
+            .create_environment(&json!({"id": id, "name": name, "sdkKeys": [key]}))
+            .await?;
     }
     let plan: [(&str, &str, Option<FaultMode>); 6] = [
         ("analytics", "healthy", None),
@@ -114,14 +89,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "flushIntervalMs": 1000,
             "protection": {"initialCooldownMs": 2000, "maxCooldownMs": 10000, "requestTimeoutMs": 3000}
         });
-        admin(
-            &client,
-            &base,
-            reqwest::Method::POST,
-            "/v1/integrations",
-            Some(body),
-        )
-        .await?;
+        admin.create_integration(&body).await?;
         dests.push(Dest {
             id,
             role,
@@ -214,15 +182,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "last error"
         ));
         for d in &dests {
-            let st = admin(
-                &client,
-                &base,
-                reqwest::Method::GET,
-                &format!("/v1/integrations/{}/status", d.id),
-                None,
-            )
-            .await
-            .unwrap_or(Value::Null);
+            let st = admin.integration_status(d.id).await.unwrap_or(Value::Null);
             let role = if healed && d.fault.is_some() {
                 "healed"
             } else {

@@ -4,15 +4,16 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
-use sluice_receiver::{self as receiver, FaultMode, ReceiverConfig, ReceiverHandle};
 use sluice::serve::{self, ServeOptions, Server};
+use sluice_client::AdminClient;
+use sluice_receiver::{self as receiver, FaultMode, ReceiverConfig, ReceiverHandle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const SDK_KEY: &str = "sdk-key-test-0001";
 
 pub fn http() -> reqwest::Client {
-    sluice::install_crypto_provider();
+    sluice_client::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -81,64 +82,10 @@ impl Sluice {
         self.server.as_ref().expect("running").url(path)
     }
 
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth("test-admin-token");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("admin request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    pub async fn post_admin(&self, path: &str, body: Value) -> Value {
-        let (status, v) = self.admin(reqwest::Method::POST, path, Some(body)).await;
-        assert!(status == 200 || status == 201, "POST {path}: {status} {v}");
-        v
-    }
-
-    /// Creates environment `id` with SDK key `key`.
-    pub async fn environment(&self, id: &str, name: &str, key: &str) -> Value {
-        self.post_admin(
-            "/v1/environments",
-            json!({ "id": id, "name": name, "sdkKeys": [key] }),
-        )
-        .await
-    }
-
-    /// Creates an integration; `extra` fields are merged in.
-    pub async fn integration(&self, id: &str, url: &str, envs: &[&str], extra: Value) -> Value {
-        let mut body = json!({ "id": id, "name": id, "url": url, "environments": envs, "flushIntervalMs": 200 });
-        if let Value::Object(m) = extra {
-            for (k, v) in m {
-                body[k] = v;
-            }
-        }
-        self.post_admin("/v1/integrations", body).await
-    }
-
-    pub async fn status(&self, id: &str) -> Value {
-        let (s, v) = self
-            .admin(
-                reqwest::Method::GET,
-                &format!("/v1/integrations/{id}/status"),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v
+    /// The admin client for this server (the test admin token).
+    pub fn admin_client(&self) -> AdminClient {
+        AdminClient::with_http(&self.url(""), "test-admin-token", self.client.clone())
+            .expect("admin client")
     }
 
     /// Sends a Split SDK bulk body (Python SDK headers) and returns the status code.
@@ -155,6 +102,69 @@ impl Sluice {
             .expect("ingest request")
             .status()
             .as_u16()
+    }
+}
+
+/// Admin calls of a test server (in-process or a child process), through its admin client.
+pub trait AdminCalls {
+    fn admin_client(&self) -> AdminClient;
+
+    /// An admin call answered with any status: `(status, body)`.
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let a = self
+            .admin_client()
+            .send(method, path, body.as_ref())
+            .await
+            .expect("admin request");
+        (a.status.as_u16(), a.body)
+    }
+
+    async fn post_admin(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.admin(reqwest::Method::POST, path, Some(body)).await;
+        assert!(status == 200 || status == 201, "POST {path}: {status} {v}");
+        v
+    }
+
+    async fn get_admin(&self, path: &str) -> Value {
+        let (status, v) = self.admin(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// Creates environment `id` with SDK key `key`.
+    async fn environment(&self, id: &str, name: &str, key: &str) -> Value {
+        self.post_admin(
+            "/v1/environments",
+            json!({ "id": id, "name": name, "sdkKeys": [key] }),
+        )
+        .await
+    }
+
+    /// Creates an integration; `extra` fields are merged in.
+    async fn integration(&self, id: &str, url: &str, envs: &[&str], extra: Value) -> Value {
+        let mut body = json!({ "id": id, "name": id, "url": url, "environments": envs, "flushIntervalMs": 200 });
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        self.post_admin("/v1/integrations", body).await
+    }
+
+    async fn status(&self, id: &str) -> Value {
+        self.get_admin(&format!("/v1/integrations/{id}/status"))
+            .await
+    }
+}
+
+impl AdminCalls for Sluice {
+    fn admin_client(&self) -> AdminClient {
+        Sluice::admin_client(self)
     }
 }
 
@@ -315,12 +325,6 @@ impl Sluice {
             req = req.json(&b);
         }
         answer(req.send().await.expect("admin request")).await
-    }
-
-    pub async fn get_admin(&self, path: &str) -> Value {
-        let (status, v) = self.admin(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "GET {path}: {v}");
-        v
     }
 
     /// Impressions durably stored in `env`'s log (its end offset).

@@ -5,7 +5,7 @@
 //! (which also declares `mod common;`) with `#[path = "common/split_sdk.rs"] mod split_sdk;`.
 #![allow(dead_code)]
 
-use crate::common::{self, Sluice};
+use crate::common::{self, AdminCalls as _, Sluice};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::Uri;
