@@ -9,6 +9,7 @@ mod common;
 #[path = "common/process.rs"]
 mod process;
 
+use common::AdminCalls as _;
 use process::SluiceProcess;
 use serde_json::{Value, json};
 use sluice_receiver::{FaultMode, ReceiverHandle};
@@ -130,7 +131,7 @@ async fn acknowledged_impressions_survive_repeated_kill_9() {
     let rx = common::receiver(FaultMode::Ok).await;
 
     let p = SluiceProcess::spawn(&dir, &log_path).await;
-    p.environment("prod", SDK_KEY).await;
+    p.environment("prod", "prod", SDK_KEY).await;
     p.post_admin(
         "/v1/integrations",
         json!({ "id": "hook", "name": "hook", "url": rx.url("/hook"), "environments": ["prod"],
@@ -401,7 +402,7 @@ async fn damaged_log_tail_is_repaired_on_start() {
     let rx = common::receiver(FaultMode::Ok).await;
 
     let p = SluiceProcess::spawn(&dir, &log_path).await;
-    p.environment("torn", SDK_KEY).await;
+    p.environment("torn", "torn", SDK_KEY).await;
     p.post_admin(
         "/v1/integrations",
         json!({ "id": "hook", "name": "hook", "url": rx.url("/hook"), "environments": ["torn"], "flushIntervalMs": 100 }),
