@@ -10,8 +10,9 @@ use super::load::{self, Bodies, Plan};
 use super::machine::data_parent;
 use super::proc::{self, Delta};
 use super::report::{self, Table};
-use sluice_receiver::{self as receiver, ReceiverConfig, Stats};
 use serde_json::{Value, json};
+use sluice_receiver::{self as receiver, ReceiverConfig, Stats};
+use sluice_testkit::SluiceProcess;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -187,7 +188,7 @@ pub async fn run(a: &DeliveryArgs) -> anyhow::Result<DeliveryResult> {
         ..ReceiverConfig::default()
     })
     .await?;
-    let (server, target) = server_with_env(&data_parent(&a.common), a.common.keep_data).await?;
+    let (mut server, target) = server_with_env(&data_parent(&a.common), a.common.keep_data).await?;
     let result = drive(a, &server, target, bodies, &rx).await;
     server.stop().await;
     rx.shutdown().await;
@@ -196,16 +197,15 @@ pub async fn run(a: &DeliveryArgs) -> anyhow::Result<DeliveryResult> {
 
 async fn drive(
     a: &DeliveryArgs,
-    server: &super::server::ChildServer,
+    server: &SluiceProcess,
     target: load::Target,
     bodies: Arc<Bodies>,
     rx: &receiver::ReceiverHandle,
 ) -> anyhow::Result<DeliveryResult> {
     let id = "bench-hook";
-    server
-        .post(
-            "/v1/integrations",
-            json!({
+    let admin = server.admin();
+    admin
+        .create_integration(&json!({
                 "id": id,
                 "name": "bench receiver",
                 "url": rx.url("/hook"),
@@ -213,12 +213,9 @@ async fn drive(
                 "gzip": !a.no_gzip,
                 "maxBatchImpressions": a.batch,
                 "flushIntervalMs": 250,
-            }),
-        )
+        }))
         .await?;
-    server
-        .post(&format!("/v1/integrations/{id}/pause"), json!({}))
-        .await?;
+    admin.pause(id).await?;
 
     // 1. The backlog.
     let requests = a.impressions.div_ceil(a.ingest_batch as u64);
@@ -259,14 +256,12 @@ async fn drive(
 
     // 2. The drain.
     let (s0, c0, m0) = (
-        proc::sample(Some(server.pid)),
+        proc::sample(Some(server.pid())),
         proc::sample(None),
         proc::machine_cpu(),
     );
     let start = Instant::now();
-    server
-        .post(&format!("/v1/integrations/{id}/resume"), json!({}))
-        .await?;
+    admin.resume(id).await?;
     let deadline = start + Duration::from_secs(a.timeout);
     let mut last_print = start;
     let mut last_count = 0u64;
@@ -305,18 +300,11 @@ async fn drive(
     };
     let drain_time = start.elapsed();
     let (s1, c1, m1) = (
-        proc::sample(Some(server.pid)),
+        proc::sample(Some(server.pid())),
         proc::sample(None),
         proc::machine_cpu(),
     );
-    let attempts = server
-        .admin(
-            reqwest::Method::GET,
-            &format!("/v1/integrations/{id}/attempts"),
-            None,
-        )
-        .await
-        .unwrap_or(Value::Null);
+    let attempts = admin.attempts(id).await.unwrap_or(Value::Null);
     let ok: Vec<f64> = attempts["attempts"]
         .as_array()
         .map(|v| {
@@ -331,14 +319,7 @@ async fn drive(
     // moment to catch up.
     let mut status = Value::Null;
     for _ in 0..30 {
-        status = server
-            .admin(
-                reqwest::Method::GET,
-                &format!("/v1/integrations/{id}/status"),
-                None,
-            )
-            .await
-            .unwrap_or(Value::Null);
+        status = admin.integration_status(id).await.unwrap_or(Value::Null);
         if !complete || status["deliveredImpressions"].as_u64() >= Some(ingested) {
             break;
         }
@@ -357,6 +338,6 @@ async fn drive(
         server: Delta::between(&s0, &s1),
         client: Delta::between(&c0, &c1),
         machine_busy: proc::machine_busy(m0, m1),
-        server_pid: server.pid,
+        server_pid: server.pid(),
     })
 }

@@ -2,7 +2,7 @@
 //! `GET /v1/environments/{id}/impressions` for a narrow window (about 1% of the data, in
 //! the middle of the log) and a wide one (all of it), in each format and with gzip.
 //!
-//! Self-contained: it starts `<exe> serve` as a child process (so that the server's CPU
+//! It starts `<exe> serve` as a child process (so that the server's CPU
 //! time can be read from `/proc/<pid>` apart from the client's), ingests the impressions
 //! with concurrent Split SDK bulk requests, then times complete exports read by a client
 //! that counts the rows. Entry point: [`run_export_bench`].
@@ -10,17 +10,13 @@
 use anyhow::{Context as _, bail};
 use flate2::write::GzDecoder;
 use serde_json::json;
+use sluice_testkit::SluiceProcess;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
-const TOKEN: &str = "bench-export-admin-token";
 const SDK_KEY: &str = "sdk-bench-export-000000001";
 const ENV: &str = "bench";
 /// Impression `time` of the first impression; each next one is 10 ms later.
@@ -157,8 +153,7 @@ impl ExportBenchResult {
 }
 
 /// Runs the export benchmark against `exe serve` (`exe`: the sluice binary, e.g.
-/// `std::env::current_exe()?` from `sluice bench`, or `env!("CARGO_BIN_EXE_sluice")` from
-/// a test).
+/// [`crate::sluice_exe`] from `sluice bench`, or `env!("CARGO_BIN_EXE_sluice")` from a test).
 pub async fn run_export_bench(
     exe: &Path,
     args: &ExportBenchArgs,
@@ -171,35 +166,27 @@ pub async fn run_export_bench(
         args.narrow_percent > 0.0 && args.narrow_percent <= 100.0,
         "--narrow-percent must be in (0, 100]"
     );
-    // reqwest is built without a default rustls provider; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    sluice_client::install_crypto_provider();
     let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let server = Server::start(exe, &parent, args.keep_data).await?;
+    let mut server =
+        super::server::start(exe, &parent, "sluice-bench-export", args.keep_data).await?;
     eprintln!(
         "server pid {} on {} (data dir {})",
-        server.pid,
-        server.addr,
-        server.data_dir.display()
+        server.pid(),
+        server.addr(),
+        server.data_dir().display()
     );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()?;
-    let resp = http
-        .post(server.url("/v1/environments"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "id": ENV, "name": "Bench Production", "sdkKeys": [SDK_KEY] }))
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!(
-            "creating the environment: {} {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
-    }
+    server
+        .admin()
+        .create_environment(&json!({ "id": ENV, "name": "Bench Production", "sdkKeys": [SDK_KEY] }))
+        .await
+        .context("creating the environment")?;
 
     let ingest_elapsed = ingest(&http, &server, args).await?;
-    let log_bytes = dir_size(&server.data_dir.join("log"));
+    let log_bytes = dir_size(&server.data_dir().join("log"));
 
     let span = args.impressions as i64 * STEP_MS;
     let width = ((span as f64 * args.narrow_percent / 100.0) as i64).max(1);
@@ -247,7 +234,7 @@ pub async fn run_export_bench(
 
 async fn ingest(
     http: &reqwest::Client,
-    server: &Server,
+    server: &SluiceProcess,
     args: &ExportBenchArgs,
 ) -> anyhow::Result<Duration> {
     let requests = args.impressions.div_ceil(args.ingest_batch as u64);
@@ -321,7 +308,7 @@ async fn ingest(
 /// One complete export, read and counted by the client.
 async fn export(
     http: &reqwest::Client,
-    server: &Server,
+    server: &SluiceProcess,
     label: &str,
     query: &str,
     format: &'static str,
@@ -331,11 +318,11 @@ async fn export(
     let url = server.url(&format!(
         "/v1/environments/{ENV}/impressions?{query}{sep}format={format}"
     ));
-    let mut req = http.get(url).bearer_auth(TOKEN);
+    let mut req = http.get(url).bearer_auth(server.token());
     if gzip {
         req = req.header("accept-encoding", "gzip");
     }
-    let cpu0 = server.cpu();
+    let cpu0 = server_cpu(server);
     let started = Instant::now();
     let mut resp = req.send().await?;
     if !resp.status().is_success() {
@@ -385,110 +372,13 @@ async fn export(
         wire_bytes: wire,
         elapsed,
         first_byte: first_byte.unwrap_or(elapsed),
-        server_cpu: server.cpu().saturating_sub(cpu0),
+        server_cpu: server_cpu(server).saturating_sub(cpu0),
     })
 }
 
-/// `<exe> serve` on 127.0.0.1 with a fresh data directory; killed on drop.
-struct Server {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    data_dir: PathBuf,
-    keep_data: bool,
-}
-
-impl Server {
-    async fn start(exe: &Path, parent: &Path, keep_data: bool) -> anyhow::Result<Server> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let data_dir = parent.join(format!(
-            "sluice-bench-export-{}-{nanos:x}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
-        let mut cmd = Command::new(exe);
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--allow-private-destinations",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .env("SLUICE_ADMIN_TOKEN", TOKEN)
-        .env(
-            "SLUICE_LOG",
-            std::env::var("SLUICE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {} serve", exe.display()))?;
-        let pid = child.id().context("the server exited at once")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    return rest
-                        .trim()
-                        .parse::<SocketAddr>()
-                        .map_err(anyhow::Error::from);
-                }
-            }
-            bail!("the server exited before listening")
-        })
-        .await
-        .context("the server did not start within 30 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Server {
-            child,
-            pid,
-            addr,
-            data_dir,
-            keep_data,
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// User + system CPU time of the server so far (from `/proc/<pid>/stat`).
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start at state (field 3).
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0))
-            .collect();
-        // utime and stime are fields 14 and 15, i.e. indexes 11 and 12 after the state.
-        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-        // USER_HZ is 100 on Linux.
-        Duration::from_millis(ticks * 10)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        if !self.keep_data {
-            let _ = std::fs::remove_dir_all(&self.data_dir);
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if !self.keep_data {
-            let _ = std::fs::remove_dir_all(&self.data_dir);
-        }
-    }
+/// User + system CPU time of the server so far.
+fn server_cpu(server: &SluiceProcess) -> Duration {
+    crate::proc::sample(Some(server.pid())).cpu
 }
 
 fn dir_size(dir: &Path) -> u64 {

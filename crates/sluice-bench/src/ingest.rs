@@ -5,8 +5,8 @@ use super::load::{self, Bodies, Outcome, Plan, Target};
 use super::machine::data_parent;
 use super::proc::{self, Delta};
 use super::report::{self, Table};
-use super::server::ChildServer;
 use serde_json::json;
+use sluice_testkit::SluiceProcess;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -159,12 +159,12 @@ pub fn print_threads(title: &str, d: &Delta) {
 pub async fn server_with_env(
     parent: &std::path::Path,
     keep: bool,
-) -> anyhow::Result<(ChildServer, Target)> {
-    let server = ChildServer::start(parent, keep).await?;
+) -> anyhow::Result<(SluiceProcess, Target)> {
+    let server = super::server::start(&crate::sluice_exe()?, parent, "sluice-bench", keep).await?;
     server
-        .post(
-            "/v1/environments",
-            json!({ "id": "bench", "name": "Bench Production", "sdkKeys": [SDK_KEY] }),
+        .admin()
+        .create_environment(
+            &json!({ "id": "bench", "name": "Bench Production", "sdkKeys": [SDK_KEY] }),
         )
         .await?;
     let target = Target {
@@ -173,9 +173,9 @@ pub async fn server_with_env(
     };
     eprintln!(
         "server pid {} on {} (data dir {})",
-        server.pid,
-        server.addr,
-        server.data_dir.display()
+        server.pid(),
+        server.addr(),
+        server.data_dir().display()
     );
     Ok((server, target))
 }
@@ -192,8 +192,8 @@ pub async fn run(a: &IngestArgs) -> anyhow::Result<IngestResult> {
         })
         .await?,
     );
-    let (server, target) = server_with_env(&data_parent(&a.common), a.common.keep_data).await?;
-    let pid = server.pid;
+    let (mut server, target) = server_with_env(&data_parent(&a.common), a.common.keep_data).await?;
+    let pid = server.pid();
     let now = Instant::now();
     let plan = Plan {
         count_from: now + Duration::from_secs(a.warmup),

@@ -1,4 +1,6 @@
-//! `sluice bench`: throughput benchmarks that start a real sluice and measure it from outside.
+//! `sluice bench` (the `sluice-bench` binary): throughput benchmarks that start a real sluice and
+//! measure it from outside. `sluice bench ARGS` runs `sluice-bench ARGS` found beside the
+//! `sluice` binary; the product crate does not compile any of this.
 //!
 //! - `sluice bench ingest` — N concurrent Split SDK clients post bulk bodies to
 //!   `/api/testImpressions/bulk`; counts impressions acknowledged 200 (each 200 means fsynced).
@@ -8,7 +10,8 @@
 //! - `sluice bench postmortem` — isolation with many integrations, some failing
 //!   ([`postmortem`]).
 //!
-//! The server runs as a child process (`<this binary> serve`) on 127.0.0.1 with its data
+//! The server runs as a child process (`<sluice> serve`, see [`sluice_exe`]) on 127.0.0.1
+//! with its data
 //! directory under `--data-dir` (default: the system temporary directory), so that its CPU time
 //! and memory can be read from `/proc/<pid>` separately from the load generator's. Every
 //! scenario prints the machine, the commit and the build profile with its figures; see
@@ -24,8 +27,25 @@ mod proc;
 mod report;
 mod server;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use std::path::PathBuf;
+
+/// The `sluice` binary the benchmarks start: `$SLUICE_BIN` (set by `sluice bench`), else
+/// `sluice` beside this executable (both are built into the same `target/<profile>/`).
+pub fn sluice_exe() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SLUICE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let me = std::env::current_exe().context("locating this executable")?;
+    let exe = me.with_file_name("sluice");
+    anyhow::ensure!(
+        exe.is_file(),
+        "no sluice binary at {} (build it: cargo build --release --workspace; or set SLUICE_BIN)",
+        exe.display()
+    );
+    Ok(exe)
+}
 
 /// Arguments of `sluice bench`.
 #[derive(clap::Args, Debug)]
@@ -135,7 +155,7 @@ pub struct AllArgs {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    crate::install_crypto_provider();
+    sluice_client::install_crypto_provider();
     // On Ctrl-C the scenario is dropped, which kills the child server and deletes its data
     // directory.
     tokio::select! {
@@ -147,9 +167,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn run_scenario(scenario: Scenario) -> anyhow::Result<()> {
     match scenario {
         Scenario::Postmortem(a) => postmortem::run_postmortem(a).await?,
-        Scenario::Export(a) => export::run_export_bench(&std::env::current_exe()?, &a)
-            .await?
-            .print(),
+        Scenario::Export(a) => export::run_export_bench(&sluice_exe()?, &a).await?.print(),
         Scenario::Ingest(a) => {
             let m = machine::Machine::detect(&a.common).await;
             m.print();

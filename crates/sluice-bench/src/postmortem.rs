@@ -35,16 +35,14 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sluice_testkit::{ChildLog, LaunchOptions, SluiceProcess, process::unique};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 
 /// The one environment every integration reads.
 const ENV: &str = "prod";
@@ -383,11 +381,11 @@ fn dead_ports(n: usize) -> anyhow::Result<Vec<u16>> {
 // ---------------------------------------------------------------------------------------
 
 struct Server {
-    child: Child,
+    proc: SluiceProcess,
     pid: u32,
     addr: SocketAddr,
-    token: String,
-    http: reqwest::Client,
+    /// Holds the data directory (`data/`) and, without `--log-dir`, the log; removed on drop
+    /// unless `--keep-data`.
     dir: PathBuf,
     log: PathBuf,
     keep: bool,
@@ -397,33 +395,10 @@ impl Server {
     async fn start(args: &PostmortemArgs, run: &str) -> anyhow::Result<Server> {
         let exe = match &args.sluice_bin {
             Some(p) => p.clone(),
-            None => std::env::current_exe().context("locating this executable")?,
+            None => crate::sluice_exe()?,
         };
         let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let unique = format!(
-            "{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
-        );
-        let dir = parent.join(format!("sluice-postmortem-{run}-{unique}"));
-        let started = Self::launch(args, run, &exe, &dir, &unique).await;
-        if started.is_err() && !args.keep_data {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        started
-    }
-
-    async fn launch(
-        args: &PostmortemArgs,
-        run: &str,
-        exe: &std::path::Path,
-        dir: &std::path::Path,
-        unique: &str,
-    ) -> anyhow::Result<Server> {
-        let data = dir.join("data");
-        std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+        let dir = parent.join(format!("sluice-postmortem-{run}-{}", unique()));
         let log = match &args.log_dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
@@ -431,99 +406,56 @@ impl Server {
             }
             None => dir.join("sluice.log"),
         };
-        let token = format!("postmortem-{unique}");
-        let mut cmd = Command::new(exe);
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--allow-private-destinations")
-            .env("SLUICE_ADMIN_TOKEN", &token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .kill_on_drop(true);
-        if std::env::var_os("SLUICE_LOG").is_none() {
-            cmd.env("SLUICE_LOG", "warn");
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {} serve", exe.display()))?;
-        let pid = child.id().context("server exited at once")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    return rest
-                        .trim()
-                        .parse::<SocketAddr>()
-                        .map_err(anyhow::Error::from);
+        let mut o = LaunchOptions::new(exe);
+        o.data_dir = Some(dir.join("data"));
+        o.log = ChildLog::Append(log.clone());
+        o.stop_timeout = Duration::from_secs(15);
+        o.http = Some(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+        );
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let proc = match SluiceProcess::start(o).await {
+            Ok(p) => p,
+            Err(e) => {
+                if !args.keep_data {
+                    let _ = std::fs::remove_dir_all(&dir);
                 }
+                return Err(e.into());
             }
-            bail!("server exited before listening (log: {})", log.display())
-        })
-        .await
-        .context("server did not start within 30 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?;
+        };
         Ok(Server {
-            child,
-            pid,
-            addr,
-            token,
-            http,
-            dir: dir.to_path_buf(),
+            pid: proc.pid(),
+            addr: proc.addr(),
+            proc,
+            dir,
             log,
             keep: args.keep_data,
         })
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        super::server::admin_call(&self.http, &self.url(path), &self.token, method, path, body)
-            .await
+        self.proc.url(path)
     }
 
     async fn status(&self, idx: usize) -> anyhow::Result<Value> {
-        self.admin(
-            reqwest::Method::GET,
-            &format!("/v1/integrations/{}/status", integration_id(idx)),
-            None,
-        )
-        .await
+        Ok(self
+            .proc
+            .admin()
+            .integration_status(&integration_id(idx))
+            .await?)
     }
 
     async fn stop(mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid.to_string())
-            .status();
-        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!("  sluice did not stop within 15 s of SIGTERM; killing it");
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
+        if !self.proc.stop().await {
+            eprintln!("  sluice did not stop within 15 s of SIGTERM; killed it");
         }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
         if self.keep {
             eprintln!("  kept {}", self.dir.display());
         } else {
@@ -941,11 +873,9 @@ async fn run_once(
         server.log.display()
     );
     server
-        .admin(
-            reqwest::Method::POST,
-            "/v1/environments",
-            Some(json!({"id": ENV, "name": "Production", "sdkKeys": [SDK_KEY]})),
-        )
+        .proc
+        .admin()
+        .create_environment(&json!({"id": ENV, "name": "Production", "sdkKeys": [SDK_KEY]}))
         .await?;
     let protection = json!({
         "window": WINDOW, "minAttempts": MIN_ATTEMPTS, "failureRatePercent": FAILURE_RATE_PERCENT,
@@ -953,7 +883,7 @@ async fn run_once(
         "connectTimeoutMs": CONNECT_TIMEOUT_MS, "requestTimeoutMs": REQUEST_TIMEOUT_MS,
     });
     let t_cfg = Instant::now();
-    let results: Vec<anyhow::Result<Value>> = futures_util::stream::iter(0..n)
+    let results: Vec<Result<Value, sluice_client::ClientError>> = futures_util::stream::iter(0..n)
         .map(|i| {
             let body = json!({
                 "id": integration_id(i), "name": integration_id(i), "url": url_of[i],
@@ -961,10 +891,7 @@ async fn run_once(
                 "maxBatchImpressions": args.max_batch_impressions, "protection": protection,
             });
             let s = &server;
-            async move {
-                s.admin(reqwest::Method::POST, "/v1/integrations", Some(body))
-                    .await
-            }
+            async move { s.proc.admin().create_integration(&body).await }
         })
         .buffer_unordered(8)
         .collect()
@@ -1640,7 +1567,7 @@ fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) -> 
 /// `sluice bench postmortem`. Fails (after printing everything) when anything was lost or
 /// the healthy p99 target was missed.
 pub async fn run_postmortem(args: PostmortemArgs) -> anyhow::Result<()> {
-    crate::install_crypto_provider();
+    sluice_client::install_crypto_provider();
     if args.integrations == 0 || args.rate == 0 || args.per_request == 0 || args.seconds == 0 {
         bail!("--integrations, --rate, --per-request and --seconds must be positive");
     }

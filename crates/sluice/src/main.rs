@@ -27,8 +27,13 @@ enum Cmd {
     /// One command that shows sluice working: a server, simulated SDK traffic, receivers
     /// of which some fail, and a live view of delivery and isolation.
     Demo(sluice::demo::DemoArgs),
-    /// Benchmarks (ingest and delivery throughput).
-    Bench(sluice::bench::BenchArgs),
+    /// Benchmarks (ingest, delivery, export, isolation): runs the `sluice-bench` binary
+    /// beside this one with the same arguments (`sluice bench --help` lists them).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Export an environment's impressions (a time window, optional filters) to a file.
     Export(sluice::export_cli::ExportArgs),
     /// Manage environments over the admin API.
@@ -159,7 +164,7 @@ fn main() -> std::process::ExitCode {
             }
             Cmd::Receiver(a) => sluice_receiver::run(a).await,
             Cmd::Demo(a) => sluice::demo::run(a).await,
-            Cmd::Bench(a) => sluice::bench::run(a).await,
+            Cmd::Bench { args } => sluice::bench_cli::run(&args),
             Cmd::Export(a) => sluice::export_cli::run(a).await,
             Cmd::Env { api, cmd } => admin_cli::env_cmd(&api, cmd).await,
             Cmd::Integration { api, cmd } => admin_cli::integration_cmd(&api, cmd).await,

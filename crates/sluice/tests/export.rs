@@ -20,22 +20,7 @@ use std::time::{Duration, Instant};
 const KEY_PROD: &str = "sdk-key-export-prod";
 const KEY_STAGE: &str = "sdk-key-export-stage";
 const T0: i64 = 1_700_000_000_000;
-const FIELDS: [&str; 14] = [
-    "key",
-    "split",
-    "environmentId",
-    "environmentName",
-    "treatment",
-    "time",
-    "bucketingKey",
-    "label",
-    "machineName",
-    "machineIp",
-    "splitVersionNumber",
-    "sdk",
-    "sdkVersion",
-    "properties",
-];
+use sluice_core::outgoing::FIELDS;
 
 // ---------------------------------------------------------------------------------------
 // Data: impressions with known, distinct times, sent as Split SDK bulk requests.
@@ -1105,8 +1090,7 @@ impl ChildRss {
 // The export benchmark (`sluice bench export`), runnable from here as well:
 // `cargo test --release -p sluice --test export -- --ignored export_benchmark --nocapture`.
 
-#[path = "../src/bench/export.rs"]
-mod export_bench;
+use sluice_bench::export as export_bench;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run it on a release build"]
