@@ -5,6 +5,26 @@ use crate::record::{ContextRef, RecordRef};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The 14 field names of the outgoing form, in SPEC order (SPEC §1): the keys of every
+/// delivered or exported object and the CSV header row. Checked against [`OutImpression`]'s
+/// serialization by `fields_are_the_serialized_keys_in_order`.
+pub const FIELDS: [&str; 14] = [
+    "key",
+    "split",
+    "environmentId",
+    "environmentName",
+    "treatment",
+    "time",
+    "bucketingKey",
+    "label",
+    "machineName",
+    "machineIp",
+    "splitVersionNumber",
+    "sdk",
+    "sdkVersion",
+    "properties",
+];
+
 /// The outgoing form of one impression (SPEC §1). Field order is the SPEC's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -183,6 +203,25 @@ mod tests {
             sdk_version: "1.0",
             properties: None,
         }
+    }
+
+    #[test]
+    fn fields_are_the_serialized_keys_in_order() {
+        let v = serde_json::to_value(sample()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = FIELDS.to_vec();
+        // serde_json's map is sorted unless `preserve_order`: compare as sets, then the order
+        // from the serialized text.
+        want.sort_unstable();
+        let mut got = keys.clone();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        let text = serde_json::to_string(&sample()).unwrap();
+        let positions: Vec<usize> = FIELDS
+            .iter()
+            .map(|f| text.find(&format!("\"{f}\":")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
 
     #[test]

@@ -6,10 +6,9 @@
 //! arrived, so an interrupted export never leaves a file that looks complete.
 
 use crate::admin_cli::ApiArgs;
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use flate2::write::GzDecoder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -155,35 +154,19 @@ pub async fn export_to<W: AsyncWrite + Unpin>(
     out: &mut W,
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<ExportSummary> {
-    let token = args
-        .api
-        .token
-        .clone()
-        .context("an admin token is needed: --token or SLUICE_ADMIN_TOKEN")?;
+    let admin = crate::admin_cli::client(&args.api)?;
     let url = export_url(args)?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        // No total timeout (an export may take long); a stalled transfer still ends.
-        .read_timeout(Duration::from_secs(300))
-        .build()?;
-    let mut req = client.get(url.clone()).bearer_auth(token);
+    let mut headers = reqwest::header::HeaderMap::new();
     if !args.no_compression {
-        req = req.header(reqwest::header::ACCEPT_ENCODING, "gzip");
+        headers.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            reqwest::header::HeaderValue::from_static("gzip"),
+        );
     }
-    let mut resp = req
-        .send()
+    let mut resp = admin
+        .get_streamed(url, headers)
         .await
-        .with_context(|| format!("cannot reach {}", args.api.server))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let text = resp.text().await.unwrap_or_default();
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        let detail = v
-            .get("detail")
-            .and_then(Value::as_str)
-            .map_or_else(|| v.to_string(), str::to_owned);
-        bail!("export failed: {status}: {detail}");
-    }
+        .context("export failed")?;
     let gzip = resp
         .headers()
         .get(reqwest::header::CONTENT_ENCODING)
@@ -240,10 +223,9 @@ async fn write_plain<W: AsyncWrite + Unpin>(
 
 /// `<server>/v1/environments/<env>/impressions?…`
 pub fn export_url(args: &ExportArgs) -> anyhow::Result<url::Url> {
-    let base = args.api.server.trim_end_matches('/');
-    let mut url = url::Url::parse(base).with_context(|| format!("--server {base} is not a URL"))?;
+    let mut url = sluice_client::server_url(&args.api.server)?;
     url.path_segments_mut()
-        .map_err(|_| anyhow::anyhow!("--server {base} cannot be a base URL"))?
+        .map_err(|_| anyhow::anyhow!("--server {} cannot be a base URL", args.api.server))?
         .pop_if_empty()
         .extend(["v1", "environments", &args.env, "impressions"]);
     {
@@ -362,89 +344,21 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     })
 }
 
+/// RFC 3339 (`T`, `t` or a space between date and time) or a bare date (midnight UTC), via
+/// the `time` crate; fractions beyond milliseconds are cut; before 1970 is refused.
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
+    use time::format_description::well_known::Rfc3339;
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else if matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+        s.to_owned()
+    } else {
+        return None;
     };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return None;
-    }
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if !(1..=days_in_month).contains(&day) {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    if b.len() == 10 {
-        return days.checked_mul(86_400_000).filter(|v| *v >= 0);
-    }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' '))
-        || b.get(13) != Some(&b':')
-        || b.get(16) != Some(&b':')
-    {
-        return None;
-    }
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // A leap second (:60) is taken as the next second's start.
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            if i - start < 3 {
-                millis = millis * 10 + i64::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start)..3 {
-            millis *= 10;
-        }
-    }
-    let offset_min = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let m = oh * 60 + om;
-            if *sign == b'-' { -m } else { m }
-        }
-        _ => return None,
-    };
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-    secs.checked_mul(1000)?
-        .checked_add(millis)
+    let t = time::OffsetDateTime::parse(&full, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000))
+        .ok()
         .filter(|v| *v >= 0)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `1234567` → `1,234,567`.
@@ -579,6 +493,12 @@ mod tests {
             "http://127.0.0.1:9/base/v1/environments/prod%20eu/impressions?from=1700000000000&to=1700000001000&split=a%26b&format=csv"
         );
         assert!(Cli::try_parse_from(["x", "--env", "e", "--from", "yesterday"]).is_err());
+        // A server given without a scheme is reached over http.
+        let cli = Cli::try_parse_from(["x", "--server", "localhost:8080", "--env", "e"]).unwrap();
+        assert_eq!(
+            export_url(&cli.export).unwrap().as_str(),
+            "http://localhost:8080/v1/environments/e/impressions?format=ndjson"
+        );
     }
 
     #[test]

@@ -12,22 +12,7 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(20);
 const ENV: &str = "prod";
 const ENV_NAME: &str = "Production";
-const FIELDS: [&str; 14] = [
-    "key",
-    "split",
-    "environmentId",
-    "environmentName",
-    "treatment",
-    "time",
-    "bucketingKey",
-    "label",
-    "machineName",
-    "machineIp",
-    "splitVersionNumber",
-    "sdk",
-    "sdkVersion",
-    "properties",
-];
+use sluice_core::outgoing::FIELDS;
 
 /// `n` impressions of `flag` with keys `{prefix}-{i:05}` and times increasing with `i`,
 /// for `i` in `start..start+n`.

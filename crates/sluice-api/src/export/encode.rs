@@ -11,22 +11,7 @@ use sluice_core::outgoing::OutImpression;
 use std::io::{self, Write};
 
 /// The 14 fields of the outgoing form, in SPEC order: the CSV header row.
-pub const FIELDS: [&str; 14] = [
-    "key",
-    "split",
-    "environmentId",
-    "environmentName",
-    "treatment",
-    "time",
-    "bucketingKey",
-    "label",
-    "machineName",
-    "machineIp",
-    "splitVersionNumber",
-    "sdk",
-    "sdkVersion",
-    "properties",
-];
+pub use sluice_core::outgoing::FIELDS;
 
 /// An export format (`format=` query parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
