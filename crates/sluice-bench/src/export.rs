@@ -393,16 +393,9 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// `1234567` → `1,234,567`.
 fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::report::int(n as f64)
 }
 
 fn mib(n: u64) -> String {

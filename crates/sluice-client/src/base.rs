@@ -29,6 +29,9 @@ pub fn server_url(server: &str) -> Result<url::Url, ClientError> {
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err(invalid("it has no host".to_owned()));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("it has a user name or password".to_owned()));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("it has a query or a fragment".to_owned()));
     }

@@ -90,18 +90,14 @@ impl Sluice {
 
     /// Sends a Split SDK bulk body (Python SDK headers) and returns the status code.
     pub async fn send_bulk(&self, key: &str, body: &Value) -> u16 {
-        self.client
-            .post(self.url("/api/testImpressions/bulk"))
-            .bearer_auth(key)
-            .header("SplitSDKVersion", "python-10.7.0")
-            .header("SplitSDKMachineIP", "10.1.2.3")
-            .header("SplitSDKMachineName", "sdk-host-1")
-            .json(body)
-            .send()
-            .await
-            .expect("ingest request")
-            .status()
-            .as_u16()
+        send_bulk(
+            &self.client,
+            &self.url("/api/testImpressions/bulk"),
+            key,
+            body,
+        )
+        .await
+        .expect("ingest request")
     }
 }
 
@@ -166,6 +162,29 @@ impl AdminCalls for Sluice {
     fn admin_client(&self) -> AdminClient {
         Sluice::admin_client(self)
     }
+}
+
+/// Sends one Split bulk body to `url` with Python SDK headers; `Err` for transport failures.
+pub async fn send_bulk(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &Value,
+) -> Result<u16, String> {
+    let resp = client
+        .post(url)
+        .bearer_auth(key)
+        .header("SplitSDKVersion", "python-10.7.0")
+        .header("SplitSDKMachineIP", "10.1.2.3")
+        .header("SplitSDKMachineName", "sdk-host-1")
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    // Read the body: the answer is complete only once it has been read.
+    resp.bytes().await.map_err(|e| e.to_string())?;
+    Ok(status)
 }
 
 /// A Split bulk body with `n` impressions of one flag, keys `{prefix}-{i}`.

@@ -90,28 +90,7 @@ impl crate::common::AdminCalls for SluiceProcess {
     }
 }
 
-pub async fn send_bulk(
-    client: &reqwest::Client,
-    url: &str,
-    key: &str,
-    body: &Value,
-) -> Result<u16, String> {
-    let resp = client
-        .post(url)
-        .bearer_auth(key)
-        .header("SplitSDKVersion", "python-10.7.0")
-        .header("SplitSDKMachineIP", "10.1.2.3")
-        .header("SplitSDKMachineName", "sdk-host-1")
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    // Read the body: the answer is complete only once it has been read.
-    resp.bytes().await.map_err(|e| e.to_string())?;
-    Ok(status)
-}
-
+pub use crate::common::send_bulk;
 pub use testkit::process::tail;
 
 /// The segment files (`*.log`) of one environment's log, oldest first.
