@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Clock ticks per second of `/proc/*/stat` CPU times (`getconf CLK_TCK`, almost always 100).
-fn clk_tck() -> f64 {
+pub fn clk_tck() -> f64 {
     static TCK: OnceLock<f64> = OnceLock::new();
     *TCK.get_or_init(|| {
         std::process::Command::new("getconf")
@@ -57,12 +57,78 @@ pub struct Sample {
     pub read_bytes: u64,
 }
 
-/// `pid`: a process id, or `None` for this process.
-pub fn sample(pid: Option<u32>) -> Sample {
-    let dir = match pid {
+fn proc_dir(pid: Option<u32>) -> String {
+    match pid {
         Some(p) => format!("/proc/{p}"),
         None => "/proc/self".to_owned(),
+    }
+}
+
+/// What `/proc/<pid>/status` says of memory and threads.
+#[derive(Debug, Clone, Copy, Default)]
+struct Status {
+    rss_bytes: u64,
+    hwm_bytes: u64,
+    threads: u64,
+}
+
+fn status(dir: &str) -> Status {
+    let mut s = Status::default();
+    let Ok(text) = std::fs::read_to_string(format!("{dir}/status")) else {
+        return s;
     };
+    for line in text.lines() {
+        let v = || {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if line.starts_with("VmRSS:") {
+            s.rss_bytes = v() * 1024;
+        } else if line.starts_with("VmHWM:") {
+            s.hwm_bytes = v() * 1024;
+        } else if line.starts_with("Threads:") {
+            s.threads = v();
+        }
+    }
+    s
+}
+
+/// A cheap reading for frequent sampling (no walk over the threads).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Light {
+    /// User + system CPU time of the whole process.
+    pub cpu: Duration,
+    pub rss_bytes: u64,
+    /// Peak RSS since the process started.
+    pub hwm_bytes: u64,
+    pub threads: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+}
+
+/// `pid`: a process id, or `None` for this process.
+pub fn light(pid: Option<u32>) -> Light {
+    let dir = proc_dir(pid);
+    let ticks = std::fs::read_to_string(format!("{dir}/stat"))
+        .ok()
+        .as_deref()
+        .and_then(stat_ticks)
+        .unwrap_or(0);
+    let st = status(&dir);
+    Light {
+        cpu: Duration::from_secs_f64(ticks as f64 / clk_tck()),
+        rss_bytes: st.rss_bytes,
+        hwm_bytes: st.hwm_bytes,
+        threads: st.threads,
+        fds: std::fs::read_dir(format!("{dir}/fd")).map_or(0, |d| d.count() as u64),
+    }
+}
+
+/// `pid`: a process id, or `None` for this process.
+pub fn sample(pid: Option<u32>) -> Sample {
+    let dir = proc_dir(pid);
     let tck = clk_tck();
     let ticks = |t: u64| Duration::from_secs_f64(t as f64 / tck);
     let mut s = Sample {
@@ -90,22 +156,8 @@ pub fn sample(pid: Option<u32>) -> Sample {
             *s.threads.entry(thread_group(&name)).or_default() += ticks(t);
         }
     }
-    if let Ok(status) = std::fs::read_to_string(format!("{dir}/status")) {
-        for line in status.lines() {
-            let kb = |l: &str| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-                    * 1024
-            };
-            if line.starts_with("VmRSS:") {
-                s.rss_bytes = kb(line);
-            } else if line.starts_with("VmHWM:") {
-                s.hwm_bytes = kb(line);
-            }
-        }
-    }
+    let st = status(&dir);
+    (s.rss_bytes, s.hwm_bytes) = (st.rss_bytes, st.hwm_bytes);
     if let Ok(io) = std::fs::read_to_string(format!("{dir}/io")) {
         for line in io.lines() {
             let v = || {
@@ -230,5 +282,7 @@ mod tests {
         assert_eq!(thread_group("sluice-log-writ"), "sluice-log-writ");
         assert_eq!(thread_group("worker-12"), "worker");
         assert!(sample(None).cpu > Duration::ZERO || sample(None).rss_bytes > 0);
+        let l = light(None);
+        assert!(l.rss_bytes > 0 && l.hwm_bytes >= l.rss_bytes / 2 && l.threads >= 1 && l.fds >= 1);
     }
 }
