@@ -80,16 +80,39 @@ impl DeliveryEngine {
         Ok(())
     }
 
-    /// Forgets a deleted integration's cursor and pause state.
+    /// Forgets everything of a deleted integration (SPEC §4: a new integration of the same id
+    /// starts clean): its delivery and replay tasks are stopped first — so that nothing of
+    /// the old one writes after it is removed — then its cursor and pinned batches, pause
+    /// state, gaps, replay jobs, attempts, health and pause history are removed.
     pub async fn forget(&self, id: &str) -> Result<(), StoreError> {
-        self.ctx
-            .meta
-            .delete(Bucket::Cursors, id, Expect::Any)
+        let task = self.running.lock().await.remove(id);
+        if let Some(r) = task {
+            r.stop.send_replace(true);
+            let _ = r.join.await;
+        }
+        // Held while the state is removed: a replay cannot be resumed from a job being
+        // deleted.
+        let mut replays = self.replays.lock().await;
+        if let Some(r) = replays.remove(id) {
+            r.stop.send_replace(true);
+            let _ = r.join.await;
+        }
+        self.shared_map().remove(id);
+        let meta = self.ctx.meta.as_ref();
+        meta.delete(Bucket::Cursors, id, Expect::Any).await?;
+        meta.delete(Bucket::State, &manual_key(id), Expect::Any)
             .await?;
-        self.ctx
-            .meta
-            .delete(Bucket::State, &manual_key(id), Expect::Any)
-            .await
+        for (key, _) in meta
+            .list(Bucket::State, &crate::replay::job_key(id, ""))
+            .await?
+        {
+            meta.delete(Bucket::State, &key, Expect::Any).await?;
+        }
+        for (key, _) in meta.list(Bucket::Gaps, &format!("{id}/")).await? {
+            meta.delete(Bucket::Gaps, &key, Expect::Any).await?;
+        }
+        drop(replays);
+        Ok(())
     }
 
     pub async fn status(&self, integ: &Integration) -> Result<IntegrationStatus, StoreError> {

@@ -139,8 +139,10 @@ impl DeliveryEngine {
     }
 
     async fn reconcile(&self) {
-        let snap = self.catalog.snapshot();
         let mut running = self.running.lock().await;
+        // Read under the lock: `forget` (integration deleted) removes a task under it after
+        // the catalog changed, so a snapshot taken before could start the deleted one again.
+        let snap = self.catalog.snapshot();
         // Stop tasks whose integration is gone, disabled or changed.
         let ids: Vec<String> = running.keys().cloned().collect();
         for id in ids {
@@ -198,13 +200,15 @@ impl DeliveryEngine {
             );
         }
         drop(running);
-        self.reconcile_replays(&snap).await;
+        self.reconcile_replays().await;
     }
 
     /// Stops replays of deleted or disabled integrations; resumes running jobs (after a
     /// restart) of integrations that have none active.
-    async fn reconcile_replays(&self, snap: &sluice_store::catalog::Snapshot) {
+    async fn reconcile_replays(&self) {
         let mut replays = self.replays.lock().await;
+        // Under the lock, as in `reconcile`.
+        let snap = self.catalog.snapshot();
         replays.retain(|_, r| !r.join.is_finished());
         let ids: Vec<String> = replays.keys().cloned().collect();
         for id in ids {
