@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice::receiver::{FaultMode, ReceiverHandle};
+use sluice_receiver::{FaultMode, ReceiverHandle};
 use std::collections::HashSet;
 use std::time::Duration;
 
