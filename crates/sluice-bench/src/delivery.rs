@@ -5,7 +5,7 @@
 //! in-process receiver has validated and counted every impression.
 
 use super::DeliveryArgs;
-use super::ingest::{cpu_per_million, machine_line, print_threads, server_with_env};
+use super::ingest::{ServerRows as _, machine_line, print_threads, server_with_env};
 use super::load::{self, Bodies, Plan};
 use super::machine::data_parent;
 use super::proc::{self, Delta};
@@ -127,26 +127,7 @@ impl DeliveryResult {
                     self.status["failedAttempts"]
                 ),
             )
-            .row(
-                "server CPU",
-                format!(
-                    "{} of one core (pid {})",
-                    report::pct(self.server.cpu_percent()),
-                    self.server_pid
-                ),
-            )
-            .row(
-                "server CPU per 1M impressions",
-                cpu_per_million(self.server.cpu, self.rx.unique_impressions),
-            )
-            .row(
-                "server RSS (end / peak)",
-                format!(
-                    "{} / {}",
-                    report::bytes(self.server.rss_bytes as f64),
-                    report::bytes(self.server.hwm_bytes as f64)
-                ),
-            )
+            .server_rows(&self.server, self.server_pid, self.rx.unique_impressions)
             .row(
                 "server disk reads / writes",
                 format!(

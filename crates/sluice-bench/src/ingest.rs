@@ -93,26 +93,7 @@ impl IngestResult {
                 report::ms(report::quantile(&o.latencies_us, 1.0)),
             )
             .row("failed requests", failures)
-            .row(
-                "server CPU",
-                format!(
-                    "{} of one core (pid {})",
-                    report::pct(self.server.cpu_percent()),
-                    self.server_pid
-                ),
-            )
-            .row(
-                "server CPU per 1M impressions",
-                cpu_per_million(self.server.cpu, o.ok_impressions),
-            )
-            .row(
-                "server RSS (end / peak)",
-                format!(
-                    "{} / {}",
-                    report::bytes(self.server.rss_bytes as f64),
-                    report::bytes(self.server.hwm_bytes as f64)
-                ),
-            )
+            .server_rows(&self.server, self.server_pid, o.ok_impressions)
             .row(
                 "server disk writes",
                 format!("{}/s", report::bytes(self.server.write_bytes as f64 / secs)),
@@ -124,6 +105,35 @@ impl IngestResult {
             )
             .print();
         print_threads("server CPU by thread", &self.server);
+    }
+}
+
+/// The server process's CPU, CPU per million impressions and RSS, as table rows.
+pub trait ServerRows {
+    fn server_rows(self, server: &Delta, pid: u32, impressions: u64) -> Self;
+}
+
+impl ServerRows for Table {
+    fn server_rows(self, server: &Delta, pid: u32, impressions: u64) -> Table {
+        self.row(
+            "server CPU",
+            format!(
+                "{} of one core (pid {pid})",
+                report::pct(server.cpu_percent())
+            ),
+        )
+        .row(
+            "server CPU per 1M impressions",
+            cpu_per_million(server.cpu, impressions),
+        )
+        .row(
+            "server RSS (end / peak)",
+            format!(
+                "{} / {}",
+                report::bytes(server.rss_bytes as f64),
+                report::bytes(server.hwm_bytes as f64)
+            ),
+        )
     }
 }
 

@@ -134,19 +134,22 @@ fn mem_total() -> String {
         .map_or_else(|| "unknown".into(), |kb| report::bytes(kb * 1024.0))
 }
 
+/// `git ARGS`'s standard output, if it succeeded.
+fn git(args: &[&str]) -> Option<String> {
+    std::process::Command::new("git")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 /// `git rev-parse` of the working directory's repository, `-dirty` when tracked files differ.
 fn git_commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
     match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(c) if !c.is_empty() => {
+        Some(c) if !c.trim().is_empty() => {
+            let c = c.trim().to_owned();
             let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
                 .is_some_and(|s| !s.is_empty());
             if dirty {
@@ -171,15 +174,7 @@ fn exe_mtime() -> Option<SystemTime> {
 /// compared: committing files the binary was built from does not make it stale.)
 fn staleness() -> Option<String> {
     let exe = exe_mtime()?;
-    let out = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-    };
+    let out = git;
     let root = PathBuf::from(out(&["rev-parse", "--show-toplevel"])?.trim());
     let mut newer: Vec<String> = out(&[
         "-C",

@@ -265,13 +265,20 @@ struct Str<'a>(Cow<'a, str>);
 /// A JSON string or `null` that must be present (a missing field is an error).
 struct Nullable<'a>(Option<Cow<'a, str>>);
 
-struct StrVisitor;
+/// A JSON string; `null` too when `null_ok`.
+struct StrVisitor {
+    null_ok: bool,
+}
 
 impl<'de> Visitor<'de> for StrVisitor {
     type Value = Option<Cow<'de, str>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
+        f.write_str(if self.null_ok {
+            "a string or null"
+        } else {
+            "a string"
+        })
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
@@ -283,39 +290,25 @@ impl<'de> Visitor<'de> for StrVisitor {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Err(E::invalid_type(de::Unexpected::Unit, &self))
-    }
-}
-
-struct NullableVisitor;
-
-impl<'de> Visitor<'de> for NullableVisitor {
-    type Value = Option<Cow<'de, str>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or null")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        if self.null_ok {
+            Ok(None)
+        } else {
+            Err(E::invalid_type(de::Unexpected::Unit, &self))
+        }
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        if self.null_ok {
+            Ok(None)
+        } else {
+            Err(E::invalid_type(de::Unexpected::Option, &self))
+        }
     }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match d.deserialize_str(StrVisitor)? {
+        match d.deserialize_str(StrVisitor { null_ok: false })? {
             Some(s) => Ok(Str(s)),
             None => Err(de::Error::invalid_type(de::Unexpected::Unit, &"a string")),
         }
@@ -325,6 +318,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 impl<'de: 'a, 'a> Deserialize<'de> for Nullable<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // `deserialize_any` (not `deserialize_option`) so that a missing field is an error.
-        d.deserialize_any(NullableVisitor).map(Nullable)
+        d.deserialize_any(StrVisitor { null_ok: true })
+            .map(Nullable)
     }
 }

@@ -6,9 +6,23 @@ use std::time::Duration;
 use super::PostmortemArgs;
 use super::ingest::IngestResult;
 use super::kinds::Kind;
-use super::receivers::{Endpoint, Table};
+use super::receivers::Table;
 use super::run::Plan;
 use super::stats::{MISSING, Pcts, min_med_max, missing_at, pcts, wait_complete};
+
+/// Seconds until every endpoint of `kind` had every acknowledged impression (None: not
+/// within 60 s).
+async fn complete_within_60s(
+    table: &Table,
+    ing: &IngestResult,
+    per_request: usize,
+    kind: Kind,
+) -> Option<f64> {
+    let limit = Duration::from_secs(60);
+    wait_complete(table, &ing.acked, per_request, limit, |e| e.kind == kind)
+        .await
+        .map(|d| d.as_secs_f64())
+}
 
 /// When the healthy integrations had every acknowledged impression after ingest ended.
 pub(super) struct CaughtUp {
@@ -20,20 +34,11 @@ pub(super) struct CaughtUp {
 
 impl CaughtUp {
     pub(super) async fn healthy(table: &Table, ing: &IngestResult, per_request: usize) -> CaughtUp {
-        let healthy = |e: &Endpoint| e.kind == Kind::Healthy;
-        let secs = wait_complete(
-            table,
-            &ing.acked,
-            per_request,
-            Duration::from_secs(60),
-            healthy,
-        )
-        .await
-        .map(|d| d.as_secs_f64());
+        let secs = complete_within_60s(table, ing, per_request, Kind::Healthy).await;
         let missing_then = table
             .eps
             .iter()
-            .filter(|&e| healthy(e))
+            .filter(|e| e.kind == Kind::Healthy)
             .map(|e| missing_at(e, &ing.acked, per_request))
             .sum();
         CaughtUp { secs, missing_then }
@@ -117,24 +122,15 @@ pub(super) struct FlakyLag {
 impl FlakyLag {
     /// Waits (up to 60 s) for the flaky integrations, if any, so that their lag is complete.
     pub(super) async fn collect(table: &Table, ing: &IngestResult, per_request: usize) -> FlakyLag {
-        let flaky = |e: &Endpoint| e.kind == Kind::Flaky;
-        if !table.eps.iter().any(flaky) {
+        if !table.eps.iter().any(|e| e.kind == Kind::Flaky) {
             return FlakyLag {
                 lag: None,
                 caught_up: None,
             };
         }
-        let caught_up = wait_complete(
-            table,
-            &ing.acked,
-            per_request,
-            Duration::from_secs(60),
-            flaky,
-        )
-        .await
-        .map(|d| d.as_secs_f64());
+        let caught_up = complete_within_60s(table, ing, per_request, Kind::Flaky).await;
         let mut lags: Vec<u32> = Vec::new();
-        for e in table.eps.iter().filter(|&e| flaky(e)) {
+        for e in table.eps.iter().filter(|e| e.kind == Kind::Flaky) {
             let r = e.received.lock().unwrap_or_else(|e| e.into_inner());
             lags.extend(r.lags.iter().copied().filter(|l| *l != MISSING));
         }
