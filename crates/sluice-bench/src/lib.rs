@@ -41,7 +41,7 @@ pub fn sluice_exe() -> anyhow::Result<PathBuf> {
     let exe = me.with_file_name("sluice");
     anyhow::ensure!(
         exe.is_file(),
-        "no sluice binary at {} (build it: cargo build --release --workspace; or set SLUICE_BIN)",
+        "no sluice binary at {} (build it: cargo build --release -p sluice -p sluice-bench; or set SLUICE_BIN)",
         exe.display()
     );
     Ok(exe)

@@ -54,16 +54,11 @@ impl Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model: cpu_model(),
             mem_total: mem_total(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
+            kernel: kernel(),
             commit: git_commit(),
             built: exe_mtime().map_or_else(|| "unknown".into(), utc),
             stale: staleness(),
-            profile: if cfg!(debug_assertions) {
-                "debug (figures NOT meaningful: use --release)"
-            } else {
-                "release"
-            },
+            profile: profile(),
             data_fs: filesystem_of(&data_dir),
             data_dir,
             fsync_4k,
@@ -104,10 +99,42 @@ impl Machine {
         }
         if cfg!(debug_assertions) {
             eprintln!(
-                "warning: this is a debug build; build with `cargo build --release -p sluice` for real figures"
+                "warning: this is a debug build; build with `cargo build --release -p sluice -p sluice-bench` for real figures"
             );
         }
     }
+}
+
+/// The build profile, with a warning for debug builds.
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug (figures NOT meaningful: use --release)"
+    } else {
+        "release"
+    }
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
+}
+
+/// The machine in a few rows (no disk probe): for reports that print their own table.
+pub fn summary() -> Vec<(&'static str, String)> {
+    vec![
+        ("date (UTC)", utc_now()),
+        ("commit", git_commit()),
+        ("build", profile().to_owned()),
+        (
+            "cpus (nproc)",
+            std::thread::available_parallelism()
+                .map_or(0, |n| n.get())
+                .to_string(),
+        ),
+        ("cpu model", cpu_model()),
+        ("memory", mem_total()),
+        ("kernel", kernel()),
+    ]
 }
 
 fn cpu_model() -> String {

@@ -49,7 +49,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::bail;
 
 use kinds::layout;
-use report::{header, machine, report, row};
+use report::{header, report, row};
 use run::run_once;
 
 /// The one environment every integration reads.
@@ -145,7 +145,7 @@ pub async fn run_postmortem(args: PostmortemArgs) -> anyhow::Result<()> {
     println!("## Machine");
     println!();
     header(&["", ""]);
-    for (k, v) in machine() {
+    for (k, v) in crate::machine::summary() {
         row(&[k.to_owned(), v]);
     }
     println!(

@@ -12,63 +12,6 @@ pub(super) fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
-pub(super) fn machine() -> Vec<(&'static str, String)> {
-    let first = |path: &str, prefix: &str| {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with(prefix))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let cmd = |c: &str, a: &[&str]| {
-        std::process::Command::new(c)
-            .args(a)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let mem = first("/proc/meminfo", "MemTotal").replace(" kB", "");
-    let mem = mem
-        .parse::<u64>()
-        .map_or(mem, |kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0));
-    let dirty = if cmd("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
-        ""
-    } else {
-        " (work tree has uncommitted changes)"
-    };
-    vec![
-        ("date (UTC)", cmd("date", &["-u", "+%Y-%m-%d %H:%M"])),
-        (
-            "commit",
-            format!("{}{dirty}", cmd("git", &["rev-parse", "--short", "HEAD"])),
-        ),
-        (
-            "build",
-            if cfg!(debug_assertions) {
-                "debug (figures NOT meaningful)"
-            } else {
-                "release"
-            }
-            .to_owned(),
-        ),
-        (
-            "cpus (nproc)",
-            std::thread::available_parallelism()
-                .map_or(0, |n| n.get())
-                .to_string(),
-        ),
-        ("cpu model", first("/proc/cpuinfo", "model name")),
-        ("memory", mem),
-        ("kernel", cmd("uname", &["-r"])),
-    ]
-}
-
 pub(super) fn row(cells: &[String]) {
     println!("| {} |", cells.join(" | "));
 }
