@@ -117,20 +117,26 @@ impl From<DecodeError> for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// Only a transient store error is a 503 with `Retry-After`; a permanent one is the
+    /// 4xx that says what is wrong with the request, or a 500.
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) | StoreError::Io(_) => {
-                tracing::warn!(error = %e, "storage cannot accept writes");
+            StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %e, "storage cannot serve the request for now");
                 ApiError::unavailable(e.to_string(), 5)
             }
-            StoreError::NotFound(d) => ApiError::not_found(d),
-            StoreError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
-            other => {
-                tracing::error!(error = %other, "storage error");
+            StoreError::EntryTooLarge { .. } => ApiError::too_large(e.to_string()),
+            StoreError::InvalidEnvId(_) => ApiError::not_found(e.to_string()),
+            StoreError::InvalidKey(_) => ApiError::bad_request(e.to_string()),
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            StoreError::Corrupt { .. } | StoreError::Encode { .. } | StoreError::Config(_) => {
+                tracing::error!(error = %e, "storage error");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error",
-                    other.to_string(),
+                    e.to_string(),
                 )
             }
         }
@@ -150,6 +156,62 @@ impl From<CatalogError> for ApiError {
             CatalogError::Conflict(d) => ApiError::new(StatusCode::CONFLICT, "conflict", d),
             CatalogError::Invalid(v) => v.into(),
             CatalogError::Store(s) => s.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_store::{Bucket, Corruption, Transient};
+
+    fn answer(e: StoreError) -> (StatusCode, Option<u64>) {
+        let a = ApiError::from(e);
+        (a.status, a.retry_after)
+    }
+
+    #[test]
+    fn only_transient_store_errors_are_503_with_retry_after() {
+        for cause in [
+            Transient::Full,
+            Transient::Closed,
+            Transient::Timeout(std::time::Duration::from_secs(5)),
+            Transient::io(std::io::Error::other("disk")),
+            Transient::Lagged(3),
+        ] {
+            assert_eq!(
+                answer(StoreError::unavailable("x", cause)),
+                (StatusCode::SERVICE_UNAVAILABLE, Some(5))
+            );
+        }
+        let permanent = [
+            (
+                StoreError::EntryTooLarge { size: 2, limit: 1 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                StoreError::InvalidEnvId("a/b".into()),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                StoreError::InvalidKey(String::new()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                StoreError::conflict(Bucket::Projects, "p"),
+                StatusCode::CONFLICT,
+            ),
+            (
+                StoreError::corrupt("x", Corruption::Checksum),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                StoreError::Config("bad".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (e, status) in permanent {
+            assert_eq!(answer(e), (status, None));
         }
     }
 }

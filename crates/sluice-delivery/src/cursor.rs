@@ -62,7 +62,7 @@ pub async fn load(
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v.value)
             .map(|c| Some(upgrade(c)))
-            .map_err(|e| StoreError::Corrupt(format!("cursor of {integration}: {e}"))),
+            .map_err(|e| StoreError::corrupt(format!("cursor of {integration}"), e)),
     }
 }
 
@@ -96,7 +96,8 @@ pub async fn save(
     integration: &str,
     c: &CursorRecord,
 ) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(c).map_err(|e| StoreError::Meta(e.to_string()))?;
+    let bytes = serde_json::to_vec(c)
+        .map_err(|e| StoreError::encode(format!("cursor of {integration}"), e))?;
     meta.put(Bucket::Cursors, integration, bytes, Expect::Any)
         .await
         .map(|_| ())

@@ -53,7 +53,8 @@ pub async fn record_gap(meta: &dyn MetaStore, mut gap: Gap) -> Result<Gap, Store
         gap.recorded_at, gap.from_offset, gap.environment_id
     );
     let key = format!("{}/{}", gap.integration_id, gap.id);
-    let bytes = serde_json::to_vec(&gap).map_err(|e| StoreError::Meta(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec(&gap).map_err(|e| StoreError::encode(format!("gap {key}"), e))?;
     meta.put(Bucket::Gaps, &key, bytes, Expect::Any).await?;
     Ok(gap)
 }
@@ -64,8 +65,7 @@ pub async fn list_gaps(meta: &dyn MetaStore, integration: &str) -> Result<Vec<Ga
         .await?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v.value)
-                .map_err(|e| StoreError::Corrupt(format!("gap {k}: {e}")))
+            serde_json::from_slice(&v.value).map_err(|e| StoreError::corrupt(format!("gap {k}"), e))
         })
         .collect()
 }

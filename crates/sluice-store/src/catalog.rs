@@ -12,7 +12,7 @@ use crate::meta::{Bucket, Expect, MetaStore};
 use sluice_core::ValidationError;
 use sluice_core::model::{DEFAULT_PROJECT, Environment, Integration, Project, key_digest};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use thiserror::Error;
 use tokio::sync::{Mutex, watch};
 
@@ -79,12 +79,13 @@ fn decode<T: serde::de::DeserializeOwned>(
     key: &str,
     raw: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(raw)
-        .map_err(|e| StoreError::Corrupt(format!("{}/{key}: {e}", bucket.name())))
+    serde_json::from_slice(raw).map_err(|e| StoreError::corrupt(format!("{bucket}/{key}"), e))
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
+/// The stored form of a catalog object; an object that cannot be serialized is an error,
+/// never empty bytes.
+fn encode<T: serde::Serialize>(bucket: Bucket, key: &str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::encode(format!("{bucket}/{key}"), e))
 }
 
 impl Catalog {
@@ -99,12 +100,12 @@ impl Catalog {
                 .put(
                     Bucket::Projects,
                     DEFAULT_PROJECT,
-                    encode(&p),
+                    encode(Bucket::Projects, DEFAULT_PROJECT, &p)?,
                     Expect::Absent,
                 )
                 .await
             {
-                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Ok(_) | Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -142,18 +143,19 @@ impl Catalog {
         Ok(())
     }
 
+    /// Installs `s` as the current snapshot, then signals the change. A poisoned lock is
+    /// recovered (a snapshot is replaced whole, so a panicking holder cannot have left it
+    /// half-written): the change is always applied before it is signalled.
     fn publish(&self, s: Snapshot) {
-        if let Ok(mut cur) = self.current.write() {
-            *cur = Arc::new(s);
-        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(s);
         self.changes.send_modify(|v| *v += 1);
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        match self.current.read() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Bumped after every configuration change.
@@ -198,11 +200,12 @@ impl Catalog {
         }
         obj.check(&snap)?;
         let expect = if create { Expect::Absent } else { Expect::Any };
+        let bytes = encode(T::BUCKET, obj.id(), &obj)?;
         self.meta
-            .put(T::BUCKET, obj.id(), encode(&obj), expect)
+            .put(T::BUCKET, obj.id(), bytes, expect)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(_) if create => {
+                StoreError::Conflict { .. } if create => {
                     CatalogError::Conflict(format!("{} {} already exists", T::KIND, obj.id()))
                 }
                 e => e.into(),
@@ -432,5 +435,191 @@ impl CatalogObject for Integration {
     }
     fn check(&self, snap: &Snapshot) -> Result<(), CatalogError> {
         Catalog::check_integration(snap, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{Fault, MemoryMeta, Op};
+
+    async fn catalog() -> (Arc<MemoryMeta>, Catalog) {
+        let meta = Arc::new(MemoryMeta::new());
+        let c = Catalog::load(meta.clone()).await.expect("load");
+        (meta, c)
+    }
+
+    fn env(id: &str, project: &str, key: &str) -> Environment {
+        Environment {
+            id: id.into(),
+            name: id.into(),
+            project: project.into(),
+            sdk_keys: vec![key.into()],
+        }
+    }
+
+    fn integration(id: &str, project: &str, envs: &[&str]) -> Integration {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": id, "project": project,
+            "url": "https://example.com/hook", "environments": envs,
+        }))
+        .expect("integration")
+    }
+
+    fn project(id: &str) -> Project {
+        Project {
+            id: id.into(),
+            name: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn loading_creates_the_default_project_once() {
+        let (meta, c) = catalog().await;
+        assert!(c.snapshot().projects.contains_key(DEFAULT_PROJECT));
+        let again = Catalog::load(meta).await.expect("load again");
+        assert_eq!(again.snapshot().projects.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn cross_object_rules() {
+        let (_m, c) = catalog().await;
+        c.create_environment(env("prod", DEFAULT_PROJECT, "sdk-key-1"))
+            .await
+            .expect("create");
+        let snap = c.snapshot();
+        assert_eq!(
+            snap.environment_for_key("sdk-key-1").map(|e| e.id.as_str()),
+            Some("prod")
+        );
+        assert!(matches!(
+            c.create_environment(env("prod", DEFAULT_PROJECT, "sdk-key-9"))
+                .await,
+            Err(CatalogError::Conflict(_))
+        ));
+        assert!(matches!(
+            c.create_environment(env("stage", DEFAULT_PROJECT, "sdk-key-1"))
+                .await,
+            Err(CatalogError::Conflict(_)),
+        ));
+        assert!(matches!(
+            c.create_environment(env("x", "nope", "sdk-key-2")).await,
+            Err(CatalogError::Invalid(_))
+        ));
+        c.create_project(project("other")).await.expect("project");
+        assert!(matches!(
+            c.create_integration(integration("i", "other", &["prod"]))
+                .await,
+            Err(CatalogError::Invalid(_))
+        ));
+        c.create_integration(integration("i", DEFAULT_PROJECT, &["prod"]))
+            .await
+            .expect("integration");
+        assert!(matches!(
+            c.delete_environment("prod").await,
+            Err(CatalogError::Conflict(_))
+        ));
+        assert!(matches!(
+            c.delete_project(DEFAULT_PROJECT).await,
+            Err(CatalogError::Conflict(_))
+        ));
+        assert!(matches!(
+            c.update_project(project("missing")).await,
+            Err(CatalogError::NotFound(_))
+        ));
+        c.delete_integration("i").await.expect("delete");
+        c.delete_environment("prod").await.expect("delete");
+        assert!(c.snapshot().environment_for_key("sdk-key-1").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_write_changes_nothing_and_signals_nothing() {
+        let (meta, c) = catalog().await;
+        let mut changes = c.subscribe();
+        changes.borrow_and_update();
+        meta.faults().fail_next(Op::Put, 1, Fault::Fail);
+        assert!(matches!(
+            c.create_project(project("p")).await,
+            Err(CatalogError::Store(StoreError::Unavailable { .. }))
+        ));
+        assert!(!c.snapshot().projects.contains_key("p"));
+        assert!(!changes.has_changed().expect("open"));
+        c.create_project(project("p")).await.expect("create");
+        assert!(changes.has_changed().expect("open"));
+        assert!(c.snapshot().projects.contains_key("p"));
+    }
+
+    /// Defect 6: with the snapshot lock poisoned, a change was stored and signalled but
+    /// never applied, so the running configuration differed from the stored one.
+    #[tokio::test]
+    async fn a_poisoned_lock_never_hides_a_signalled_change() {
+        let (_m, c) = catalog().await;
+        let c = Arc::new(c);
+        let holder = c.clone();
+        let poisoned = std::thread::spawn(move || {
+            let _guard = holder.current.write();
+            panic!("a panic while holding the catalog lock (expected by this test)");
+        })
+        .join();
+        assert!(poisoned.is_err() && c.current.is_poisoned());
+        let mut changes = c.subscribe();
+        changes.borrow_and_update();
+        c.create_project(project("after")).await.expect("create");
+        assert!(
+            changes.has_changed().expect("open"),
+            "the change is signalled"
+        );
+        assert!(
+            c.snapshot().projects.contains_key("after"),
+            "and applied before it is signalled"
+        );
+    }
+
+    #[tokio::test]
+    async fn reload_applies_and_signals_changes_made_elsewhere() {
+        let (meta, c) = catalog().await;
+        let mut changes = c.subscribe();
+        changes.borrow_and_update();
+        let other = Catalog::load(meta).await.expect("second node");
+        other
+            .create_project(project("remote"))
+            .await
+            .expect("create");
+        assert!(!c.snapshot().projects.contains_key("remote"));
+        c.reload().await.expect("reload");
+        assert!(changes.has_changed().expect("open"));
+        assert!(c.snapshot().projects.contains_key("remote"));
+    }
+
+    #[tokio::test]
+    async fn undecodable_stored_objects_are_corrupt() {
+        let meta = Arc::new(MemoryMeta::new());
+        meta.put(
+            Bucket::Environments,
+            "bad",
+            b"{not json".to_vec(),
+            Expect::Any,
+        )
+        .await
+        .expect("put");
+        match Catalog::load(meta).await {
+            Err(StoreError::Corrupt { what, .. }) => assert_eq!(what, "environments/bad"),
+            other => panic!("expected corrupt, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    /// A catalog object that cannot be serialized is an error, never empty stored bytes.
+    #[test]
+    fn an_unserializable_object_is_an_error() {
+        struct Unserializable;
+        impl serde::Serialize for Unserializable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("cannot"))
+            }
+        }
+        match encode(Bucket::Projects, "p", &Unserializable) {
+            Err(StoreError::Encode { what, .. }) => assert_eq!(what, "projects/p"),
+            other => panic!("expected an encode error, got {other:?}"),
+        }
     }
 }

@@ -12,6 +12,10 @@
 //! This crate must never know about HTTP or delivery; it stores and returns bytes.
 
 pub mod catalog;
+mod change_hub;
+#[cfg(any(test, feature = "conformance"))]
+#[doc(hidden)]
+pub mod conformance;
 pub mod embedded;
 pub mod error;
 pub mod log;
@@ -20,9 +24,9 @@ pub mod meta;
 pub mod nats;
 
 pub use catalog::Catalog;
-pub use error::StoreError;
+pub use error::{Corruption, StoreError, Transient};
 pub use log::{
     AppendEntry, AppendReceipt, ImpressionLog, LogBounds, MAX_ENTRY_BYTES, StoredEntry,
     validate_env_id,
 };
-pub use meta::{Bucket, Expect, MetaStore, Versioned};
+pub use meta::{Bucket, Expect, MetaChange, MetaChanges, MetaStore, MetaWatch, Versioned};

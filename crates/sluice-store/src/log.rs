@@ -21,9 +21,7 @@ pub fn validate_env_id(env: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::NotFound(format!(
-            "invalid environment id {env:?}"
-        )))
+        Err(StoreError::InvalidEnvId(env.to_owned()))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::error::StoreError;
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bucket {
@@ -39,6 +40,12 @@ impl Bucket {
     }
 }
 
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
     pub value: Vec<u8>,
@@ -55,6 +62,37 @@ pub enum Expect {
     Absent,
     /// The key must be at this revision.
     Revision(u64),
+}
+
+/// One committed change of a key, as [`MetaStore::watch`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaChange {
+    pub key: String,
+    /// The new value; `None`: the key was deleted.
+    pub value: Option<Vec<u8>>,
+    /// The write's revision (a deletion has one too). Increases along a watch.
+    pub revision: u64,
+}
+
+/// The changes a watch reports, in commit order.
+pub type MetaChanges = BoxStream<'static, Result<MetaChange, StoreError>>;
+
+/// A watch of the keys of a bucket with a prefix (see [`MetaStore::watch`]).
+pub struct MetaWatch {
+    /// The keys with the prefix when the watch started, in key order.
+    pub current: Vec<(String, Versioned)>,
+    /// Every change of a key with the prefix committed after `current`, in commit order,
+    /// none missed and none repeated. An error ends the watch (the watcher fell too far
+    /// behind, or the store became unavailable); watch again to resynchronise.
+    pub changes: MetaChanges,
+}
+
+impl std::fmt::Debug for MetaWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaWatch")
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]
@@ -77,4 +115,8 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// Deletes when `expect` holds (deleting a missing key with `Any` is fine).
     async fn delete(&self, bucket: Bucket, key: &str, expect: Expect) -> Result<(), StoreError>;
+    /// The keys of `bucket` starting with `prefix` as they are now, then every committed
+    /// change of such a key (what a catalog mirror follows). Nothing committed after the
+    /// snapshot is missed; nothing in it is reported again.
+    async fn watch(&self, bucket: Bucket, prefix: &str) -> Result<MetaWatch, StoreError>;
 }

@@ -48,7 +48,7 @@ async fn write_until(
                         acked.push((tag, r.base_offset, r.next_offset));
                         *acked_after.lock().unwrap() = Some(Instant::now());
                     }
-                    Err(StoreError::Unavailable(_)) => {
+                    Err(StoreError::Unavailable { .. }) => {
                         failed += 1;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -211,9 +211,9 @@ async fn killing_the_kv_leader_keeps_compare_and_swap_exact() {
                         acked += 1;
                         *last_ok.lock().unwrap() = Some(Instant::now());
                     }
-                    Err(StoreError::Conflict(_)) => {}
+                    Err(StoreError::Conflict { .. }) => {}
                     // A timed-out write may still have been applied.
-                    Err(StoreError::Unavailable(_)) => {
+                    Err(StoreError::Unavailable { .. }) => {
                         unknown += 1;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }

@@ -77,7 +77,8 @@ pub fn job_key(integration: &str, job: &str) -> String {
 }
 
 pub async fn save_job(meta: &dyn MetaStore, job: &ReplayJob) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(job).map_err(|e| StoreError::Meta(e.to_string()))?;
+    let bytes = serde_json::to_vec(job)
+        .map_err(|e| StoreError::encode(format!("replay job {}", job.id), e))?;
     meta.put(
         Bucket::State,
         &job_key(&job.integration_id, &job.id),
@@ -96,7 +97,7 @@ pub async fn list_jobs(
         .await?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v.value).map_err(|e| StoreError::Corrupt(format!("{k}: {e}")))
+            serde_json::from_slice(&v.value).map_err(|e| StoreError::corrupt(k, e))
         })
         .collect()
 }

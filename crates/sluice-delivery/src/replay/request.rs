@@ -42,7 +42,7 @@ pub async fn plan(
             let key = format!("{}/{gap_id}", integ.id);
             let gap: Gap = match ctx.meta.get(Bucket::Gaps, &key).await? {
                 Some(v) => serde_json::from_slice(&v.value)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    .map_err(|e| StoreError::corrupt(format!("gaps/{key}"), e))?,
                 None => return Err(ReplayError::NotFound(format!("gap {gap_id} not found"))),
             };
             let b = ctx.log.bounds(&gap.environment_id).await?;

@@ -5,10 +5,14 @@
 //! their cursors cost a handful of fsyncs, not a thousand. Each write's compare-and-swap
 //! condition is checked inside that transaction, one write after the other.
 //!
-//! Values are stored as `revision (u64 LE) ++ value`.
+//! Values are stored as `revision (u64 LE) ++ value`. Revisions count per bucket (the
+//! `sluice_revisions` table holds each bucket's last one), as a JetStream KV bucket's
+//! stream sequence does: a key deleted and created again never gets back a revision it
+//! had, so a compare-and-swap with a revision read before the deletion conflicts.
 
-use crate::error::StoreError;
-use crate::meta::{Bucket, Expect, MetaStore, Versioned};
+use crate::change_hub::{self, ChangeHub};
+use crate::error::{StoreError, Transient};
+use crate::meta::{Bucket, Expect, MetaChange, MetaStore, MetaWatch, Versioned};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -20,8 +24,20 @@ fn table(b: Bucket) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(b.name())
 }
 
-fn meta_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Meta(e.to_string())
+/// Per bucket name, the last revision handed out.
+const REVISIONS: TableDefinition<'static, &'static str, u64> =
+    TableDefinition::new("sluice_revisions");
+
+fn meta_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::unavailable("metadata database", Transient::Database(Arc::new(e.into())))
+}
+
+fn task_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::unavailable("metadata read", Transient::task(e))
+}
+
+fn stopped() -> StoreError {
+    StoreError::unavailable("the metadata writer", Transient::Closed)
 }
 
 enum Op {
@@ -40,6 +56,8 @@ struct Write {
 /// The redb-backed [`MetaStore`].
 pub struct RedbMeta {
     db: Arc<Database>,
+    /// Committed writes, for watches (published by the writer thread after each commit).
+    hub: Arc<ChangeHub>,
     /// `None` only while dropping.
     tx: Option<mpsc::Sender<Write>>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -65,19 +83,34 @@ impl RedbMeta {
         let db = Arc::new(Database::create(path).map_err(meta_err)?);
         {
             let w = db.begin_write().map_err(meta_err)?;
-            for b in Bucket::ALL {
-                w.open_table(table(b)).map_err(meta_err)?;
+            {
+                let mut revisions = w.open_table(REVISIONS).map_err(meta_err)?;
+                for b in Bucket::ALL {
+                    let t = w.open_table(table(b)).map_err(meta_err)?;
+                    if revisions.get(b.name()).map_err(meta_err)?.is_none() {
+                        // A database written before revisions counted per bucket.
+                        let mut last = 0;
+                        for item in t.iter().map_err(meta_err)? {
+                            let (_, v) = item.map_err(meta_err)?;
+                            last = split_value(v.value()).map_or(last, |v| last.max(v.revision));
+                        }
+                        revisions.insert(b.name(), last).map_err(meta_err)?;
+                    }
+                }
             }
             w.commit().map_err(meta_err)?;
         }
         let (tx, rx) = mpsc::channel::<Write>();
         let writer_db = db.clone();
+        let hub = Arc::new(ChangeHub::default());
+        let writer_hub = hub.clone();
         let writer = std::thread::Builder::new()
             .name("sluice-meta-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx))
-            .map_err(StoreError::Io)?;
+            .spawn(move || writer_loop(&writer_db, &writer_hub, &rx))
+            .map_err(StoreError::from)?;
         Ok(RedbMeta {
             db,
+            hub,
             tx: Some(tx),
             writer: Some(writer),
         })
@@ -93,7 +126,7 @@ impl RedbMeta {
         let (reply, rx) = oneshot::channel();
         self.tx
             .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("metadata writer stopped".into()))?
+            .ok_or_else(stopped)?
             .send(Write {
                 bucket,
                 key: key.to_owned(),
@@ -101,9 +134,8 @@ impl RedbMeta {
                 expect,
                 reply,
             })
-            .map_err(|_| StoreError::Unavailable("metadata writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("metadata writer stopped".into()))?
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 }
 
@@ -117,7 +149,7 @@ fn split_value(raw: &[u8]) -> Option<Versioned> {
     })
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Write>) {
+fn writer_loop(db: &Database, hub: &ChangeHub, rx: &mpsc::Receiver<Write>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -126,7 +158,7 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
-        commit_group(db, group);
+        commit_group(db, hub, group);
     }
 }
 
@@ -134,16 +166,24 @@ type Reply = oneshot::Sender<Result<u64, StoreError>>;
 
 /// Applies one group of writes in one transaction. Each write's condition is checked in
 /// order; if the commit itself fails, every writer of the group is told so.
-fn commit_group(db: &Database, group: Vec<Write>) {
+fn commit_group(db: &Database, hub: &ChangeHub, group: Vec<Write>) {
     let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
     let mut outcomes: Vec<Result<u64, StoreError>> = Vec::with_capacity(group.len());
+    // Built for every group, watched or not: a watch subscribing while this group commits
+    // may read its snapshot before the commit and then relies on these changes.
+    let mut changes: Vec<(Bucket, MetaChange)> = Vec::with_capacity(group.len());
     let applied = (|| -> Result<(), StoreError> {
         let mut txn = db.begin_write().map_err(meta_err)?;
         txn.set_durability(Durability::Immediate)
             .map_err(meta_err)?;
+        let mut revisions = txn.open_table(REVISIONS).map_err(meta_err)?;
         for w in group {
             replies.push(w.reply);
             let mut t = txn.open_table(table(w.bucket)).map_err(meta_err)?;
+            let last = revisions
+                .get(w.bucket.name())
+                .map_err(meta_err)?
+                .map_or(0, |g| g.value());
             let current = t
                 .get(w.key.as_str())
                 .map_err(meta_err)?
@@ -155,33 +195,51 @@ fn commit_group(db: &Database, group: Vec<Write>) {
                 _ => false,
             };
             let outcome = if !ok {
-                Err(StoreError::Conflict(format!(
-                    "{}/{}",
-                    w.bucket.name(),
-                    w.key
-                )))
+                Err(StoreError::conflict(w.bucket, w.key))
             } else {
                 match w.op {
                     Op::Put(value) => {
-                        let rev = current.map_or(1, |c| c.revision + 1);
+                        let rev = last + 1;
+                        revisions.insert(w.bucket.name(), rev).map_err(meta_err)?;
                         let mut raw = Vec::with_capacity(8 + value.len());
                         raw.extend_from_slice(&rev.to_le_bytes());
                         raw.extend_from_slice(&value);
                         t.insert(w.key.as_str(), raw.as_slice()).map_err(meta_err)?;
+                        let change = MetaChange {
+                            key: w.key.clone(),
+                            value: Some(value),
+                            revision: rev,
+                        };
+                        changes.push((w.bucket, change));
                         Ok(rev)
                     }
-                    Op::Delete => {
+                    Op::Delete if current.is_some() => {
+                        let rev = last + 1;
+                        revisions.insert(w.bucket.name(), rev).map_err(meta_err)?;
                         t.remove(w.key.as_str()).map_err(meta_err)?;
-                        Ok(0)
+                        let change = MetaChange {
+                            key: w.key.clone(),
+                            value: None,
+                            revision: rev,
+                        };
+                        changes.push((w.bucket, change));
+                        Ok(rev)
                     }
+                    Op::Delete => Ok(last),
                 }
             };
             outcomes.push(outcome);
         }
+        drop(revisions);
         txn.commit().map_err(meta_err)
     })();
     match applied {
         Ok(()) => {
+            if hub.watched() {
+                for (bucket, change) in changes {
+                    hub.publish(bucket, change);
+                }
+            }
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
@@ -190,9 +248,15 @@ fn commit_group(db: &Database, group: Vec<Write>) {
             // The transaction was aborted: nothing of this group was written.
             tracing::error!(error = %e, "metadata commit failed");
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(format!(
-                    "metadata commit failed: {e}"
-                ))));
+                let _ = reply.send(Err(match &e {
+                    StoreError::Unavailable { cause, .. } => {
+                        StoreError::unavailable("metadata commit", cause.clone())
+                    }
+                    other => StoreError::unavailable(
+                        "metadata commit",
+                        Transient::Database(Arc::new(std::io::Error::other(other.to_string()))),
+                    ),
+                }));
             }
         }
     }
@@ -211,7 +275,7 @@ impl MetaStore for RedbMeta {
                 .and_then(|g| split_value(g.value())))
         })
         .await
-        .map_err(meta_err)?
+        .map_err(task_err)?
     }
 
     async fn list(
@@ -224,21 +288,10 @@ impl MetaStore for RedbMeta {
         tokio::task::spawn_blocking(move || {
             let r = db.begin_read().map_err(meta_err)?;
             let t = r.open_table(table(bucket)).map_err(meta_err)?;
-            let mut out = Vec::new();
-            for item in t.range(prefix.as_str()..).map_err(meta_err)? {
-                let (k, v) = item.map_err(meta_err)?;
-                let k = k.value();
-                if !k.starts_with(prefix.as_str()) {
-                    break;
-                }
-                if let Some(v) = split_value(v.value()) {
-                    out.push((k.to_owned(), v));
-                }
-            }
-            Ok(out)
+            list_table(&t, &prefix)
         })
         .await
-        .map_err(meta_err)?
+        .map_err(task_err)?
     }
 
     async fn put(
@@ -256,6 +309,50 @@ impl MetaStore for RedbMeta {
             .await
             .map(|_| ())
     }
+
+    async fn watch(&self, bucket: Bucket, prefix: &str) -> Result<MetaWatch, StoreError> {
+        // Subscribe first: a write committed while the snapshot is read is then either in
+        // it (revision <= since) or reported as a change.
+        let rx = self.hub.subscribe();
+        let db = self.db.clone();
+        let owned = prefix.to_owned();
+        let (current, since) = tokio::task::spawn_blocking(move || {
+            let r = db.begin_read().map_err(meta_err)?;
+            let since = r
+                .open_table(REVISIONS)
+                .map_err(meta_err)?
+                .get(bucket.name())
+                .map_err(meta_err)?
+                .map_or(0, |g| g.value());
+            let t = r.open_table(table(bucket)).map_err(meta_err)?;
+            Ok::<_, StoreError>((list_table(&t, &owned)?, since))
+        })
+        .await
+        .map_err(task_err)??;
+        Ok(MetaWatch {
+            current,
+            changes: change_hub::changes(rx, bucket, prefix, since),
+        })
+    }
+}
+
+/// The entries of `t` whose keys start with `prefix`, in key order.
+fn list_table(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Vec<(String, Versioned)>, StoreError> {
+    let mut out = Vec::new();
+    for item in t.range(prefix..).map_err(meta_err)? {
+        let (k, v) = item.map_err(meta_err)?;
+        let k = k.value();
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if let Some(v) = split_value(v.value()) {
+            out.push((k.to_owned(), v));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -275,7 +372,7 @@ mod tests {
         assert!(matches!(
             m.put(Bucket::Projects, "a", b"x".to_vec(), Expect::Absent)
                 .await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { .. })
         ));
         assert_eq!(
             m.put(Bucket::Projects, "a", b"2".to_vec(), Expect::Revision(1))
@@ -286,7 +383,7 @@ mod tests {
         assert!(matches!(
             m.put(Bucket::Projects, "a", b"3".to_vec(), Expect::Revision(1))
                 .await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { .. })
         ));
         m.put(Bucket::Projects, "ab", b"z".to_vec(), Expect::Any)
             .await

@@ -1,2 +1,5 @@
 pub mod log;
 pub mod meta;
+
+#[cfg(test)]
+mod conformance_tests;

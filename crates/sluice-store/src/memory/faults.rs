@@ -1,7 +1,7 @@
 //! Fault injection for the in-memory stores: make chosen operations fail with a transient
 //! error, as a full disk or a lost quorum would.
 
-use crate::error::StoreError;
+use crate::error::{StoreError, Transient};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
@@ -127,7 +127,7 @@ impl Faults {
 
 /// The transient error an injected fault produces.
 pub(crate) fn injected(op: Op) -> StoreError {
-    StoreError::Unavailable(format!("injected fault: {op:?}"))
+    StoreError::unavailable(format!("{op:?}"), Transient::Injected)
 }
 
 #[cfg(test)]

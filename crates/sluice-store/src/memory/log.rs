@@ -119,11 +119,10 @@ impl MemoryLog {
     ) -> Result<AppendReceipt, StoreError> {
         validate_env_id(env)?;
         if entry.payload.len() > self.max_entry_bytes {
-            return Err(StoreError::Unavailable(format!(
-                "entry of {} bytes exceeds the {} byte limit",
-                entry.payload.len(),
-                self.max_entry_bytes
-            )));
+            return Err(StoreError::EntryTooLarge {
+                size: entry.payload.len(),
+                limit: self.max_entry_bytes,
+            });
         }
         self.faults.write(Op::Append, || {
             let mut envs = self.lock();
@@ -345,7 +344,7 @@ mod tests {
         log.faults().fail_next(Op::Append, 1, Fault::Fail);
         assert!(matches!(
             log.append("e", entry(1, 0)).await,
-            Err(StoreError::Unavailable(_))
+            Err(StoreError::Unavailable { .. })
         ));
         assert_eq!(log.bounds("e").await.unwrap().next, 0);
         log.faults().fail_next(Op::Append, 1, Fault::ApplyThenFail);

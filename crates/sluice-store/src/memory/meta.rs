@@ -1,8 +1,9 @@
 //! [`MemoryMeta`]: a [`MetaStore`] held in memory.
 
 use super::faults::{Faults, Op};
+use crate::change_hub::{self, ChangeHub};
 use crate::error::StoreError;
-use crate::meta::{Bucket, Expect, MetaStore, Versioned};
+use crate::meta::{Bucket, Expect, MetaChange, MetaStore, MetaWatch, Versioned};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,6 +21,8 @@ struct BucketData {
 pub struct MemoryMeta {
     buckets: Mutex<HashMap<Bucket, BucketData>>,
     faults: Arc<Faults>,
+    /// Committed writes, for watches (published under the `buckets` lock, so in order).
+    hub: ChangeHub,
 }
 
 impl MemoryMeta {
@@ -60,12 +63,20 @@ impl MemoryMeta {
             _ => false,
         };
         if !holds {
-            return Err(StoreError::Conflict(format!("{}/{key}", bucket.name())));
+            return Err(StoreError::conflict(bucket, key));
         }
         match value {
             Some(value) => {
                 data.revision += 1;
                 let revision = data.revision;
+                if self.hub.watched() {
+                    let change = MetaChange {
+                        key: key.to_owned(),
+                        value: Some(value.clone()),
+                        revision,
+                    };
+                    self.hub.publish(bucket, change);
+                }
                 data.keys
                     .insert(key.to_owned(), Versioned { value, revision });
                 Ok(revision)
@@ -73,6 +84,12 @@ impl MemoryMeta {
             None => {
                 if data.keys.remove(key).is_some() {
                     data.revision += 1;
+                    let change = MetaChange {
+                        key: key.to_owned(),
+                        value: None,
+                        revision: data.revision,
+                    };
+                    self.hub.publish(bucket, change);
                 }
                 Ok(data.revision)
             }
@@ -125,6 +142,26 @@ impl MetaStore for MemoryMeta {
             .write(Op::Delete, || self.write(bucket, key, None, expect))
             .map(|_| ())
     }
+
+    async fn watch(&self, bucket: Bucket, prefix: &str) -> Result<MetaWatch, StoreError> {
+        self.faults.check(Op::List)?;
+        let buckets = self.lock();
+        let rx = self.hub.subscribe();
+        let (current, since) = buckets.get(&bucket).map_or((Vec::new(), 0), |data| {
+            let current = data
+                .keys
+                .range(prefix.to_owned()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (current, data.revision)
+        });
+        drop(buckets);
+        Ok(MetaWatch {
+            current,
+            changes: change_hub::changes(rx, bucket, prefix, since),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +188,7 @@ mod tests {
         assert!(matches!(
             m.put(Bucket::State, "a", vec![3], Expect::Revision(a))
                 .await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { .. })
         ));
         // Another bucket counts on its own.
         assert_eq!(

@@ -26,3 +26,6 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use faults::{Fault, Faults, Op};
 pub use log::MemoryLog;
 pub use meta::MemoryMeta;
+
+#[cfg(test)]
+mod conformance_tests;

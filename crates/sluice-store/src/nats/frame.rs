@@ -19,7 +19,7 @@
 //! and the next message reuses its offset. After a message, the log's committed end is
 //! `offset + count`, except after a non-final part, where it is still `offset`.
 
-use crate::error::StoreError;
+use crate::error::{Corruption, StoreError};
 use crate::log::AppendEntry;
 use async_nats::HeaderMap;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -65,23 +65,24 @@ pub struct BodyEntry {
 
 /// Decodes a packed body (zero-copy: payloads share `body`). Never panics.
 pub fn decode_body(body: &Bytes) -> Result<Vec<BodyEntry>, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("JetStream log message: {what}"));
+    let corrupt =
+        |what: &'static str| StoreError::corrupt("JetStream log message", Corruption::Field(what));
     if body.first() != Some(&VERSION) {
-        return Err(corrupt("unknown body version"));
+        return Err(corrupt("body version"));
     }
     let mut pos = 1;
     let mut out = Vec::new();
     while pos < body.len() {
         let head = body
             .get(pos..pos + ENTRY_HEAD)
-            .ok_or_else(|| corrupt("truncated entry header"))?;
+            .ok_or_else(|| corrupt("entry header (truncated)"))?;
         let count = u32::from_le_bytes(head[0..4].try_into().unwrap_or_default());
         let min_time = i64::from_le_bytes(head[4..12].try_into().unwrap_or_default());
         let max_time = i64::from_le_bytes(head[12..20].try_into().unwrap_or_default());
         let len = u32::from_le_bytes(head[20..24].try_into().unwrap_or_default()) as usize;
         pos += ENTRY_HEAD;
         if body.len() - pos < len {
-            return Err(corrupt("truncated entry payload"));
+            return Err(corrupt("entry payload (truncated)"));
         }
         out.push(BodyEntry {
             count,
@@ -134,15 +135,16 @@ impl MsgMeta {
     pub fn from_headers(headers: &HeaderMap, seq: u64) -> Result<MsgMeta, StoreError> {
         fn field<T: std::str::FromStr>(
             h: &HeaderMap,
-            name: &str,
+            name: &'static str,
             seq: u64,
         ) -> Result<T, StoreError> {
             h.get(name)
                 .and_then(|v| v.as_str().parse().ok())
                 .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "JetStream log message {seq}: missing or bad {name} header"
-                    ))
+                    StoreError::corrupt(
+                        format!("JetStream log message {seq}"),
+                        Corruption::Field(name),
+                    )
                 })
         }
         let part = match headers.get(H_PART) {
@@ -152,9 +154,10 @@ impl MsgMeta {
                 match (i.parse::<u32>(), n.parse::<u32>()) {
                     (Ok(i), Ok(n)) if i >= 1 && i <= n => Some((i, n)),
                     _ => {
-                        return Err(StoreError::Corrupt(format!(
-                            "JetStream log message {seq}: bad {H_PART} header"
-                        )));
+                        return Err(StoreError::corrupt(
+                            format!("JetStream log message {seq}"),
+                            Corruption::Field(H_PART),
+                        ));
                     }
                 }
             }
@@ -238,7 +241,7 @@ mod tests {
         h.insert(H_OFFSET, "x");
         assert!(matches!(
             MsgMeta::from_headers(&h, 1),
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         let mut h = HeaderMap::new();
         MsgMeta {
@@ -253,7 +256,7 @@ mod tests {
         h.insert(H_PART, "4/3");
         assert!(matches!(
             MsgMeta::from_headers(&h, 1),
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
     }
 

@@ -13,16 +13,15 @@
 //! history 1.
 
 use super::NatsConnection;
-use super::error::unavailable;
+use super::error::{is_wrong_last_sequence, unavailable};
 use super::names::{decode_key, encode_key};
-use crate::error::StoreError;
-use crate::meta::{Bucket, Expect, MetaStore, Versioned};
+use crate::error::{StoreError, Transient};
+use crate::meta::{Bucket, Expect, MetaChange, MetaStore, MetaWatch, Versioned};
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -70,49 +69,31 @@ impl JetStreamMeta {
     }
 
     fn store(&self, bucket: Bucket) -> Result<&kv::Store, StoreError> {
-        self.stores
-            .get(&bucket)
-            .ok_or_else(|| StoreError::Meta(format!("bucket {} not open", bucket.name())))
+        self.stores.get(&bucket).ok_or_else(|| {
+            StoreError::unavailable(format!("KV bucket {bucket}"), Transient::Closed)
+        })
     }
 }
-
-/// One change of a key seen by [`JetStreamMeta::follow`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchedChange {
-    pub key: String,
-    /// The new value; `None`: deleted.
-    pub value: Option<Vec<u8>>,
-    /// The KV revision of the write (a deletion has one too).
-    pub revision: u64,
-}
-
-/// The live changes after a snapshot, in commit order.
-pub type WatchedChanges = BoxStream<'static, Result<WatchedChange, StoreError>>;
 
 impl JetStreamMeta {
     /// The bucket's current content (key order) and every change committed after it, from
     /// one ordered consumer (last value per key, then live updates), so nothing is missed
     /// between the two. This is what every node's catalog mirror follows.
-    pub async fn follow(
-        &self,
-        bucket: Bucket,
-    ) -> Result<(Vec<(String, Versioned)>, WatchedChanges), StoreError> {
-        self.snapshot(bucket).await
+    pub async fn follow(&self, bucket: Bucket) -> Result<MetaWatch, StoreError> {
+        self.snapshot(bucket, "").await
     }
 
-    async fn snapshot(
-        &self,
-        bucket: Bucket,
-    ) -> Result<(Vec<(String, Versioned)>, WatchedChanges), StoreError> {
+    /// [`Self::follow`] restricted to the keys starting with `prefix`.
+    async fn snapshot(&self, bucket: Bucket, prefix: &str) -> Result<MetaWatch, StoreError> {
         let name = bucket_name(bucket);
-        let fail =
-            move |e: &dyn std::fmt::Display| unavailable(format!("reading {}", bucket.name()), e);
+        let what = move || format!("reading KV bucket {bucket}");
+        let lost = move |e: async_nats::Error| unavailable(what(), e);
         let stream = self
             .conn
             .js
             .get_stream_no_info(format!("KV_{name}"))
             .await
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| unavailable(what(), e))?;
         let subject_prefix = format!("$KV.{name}.");
         let consumer = stream
             .create_consumer(push::OrderedConfig {
@@ -123,50 +104,58 @@ impl JetStreamMeta {
                 ..Default::default()
             })
             .await
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| unavailable(what(), e))?;
         let mut pending = consumer.cached_info().num_pending;
-        let mut messages = consumer.messages().await.map_err(|e| fail(&e))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(what(), e))?;
         let mut current = Vec::new();
         while pending > 0 {
-            let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            let msg = tokio::time::timeout(SNAPSHOT_TIMEOUT, messages.next())
                 .await
-                .map_err(|_| fail(&"timed out"))?
-                .ok_or_else(|| fail(&"the consumer ended"))?
-                .map_err(|e| fail(&e))?;
-            let (change, left) = change_of(&msg, &subject_prefix).map_err(|e| fail(&e))?;
+                .map_err(|_| StoreError::unavailable(what(), Transient::Timeout(SNAPSHOT_TIMEOUT)))?
+                .ok_or_else(|| StoreError::unavailable(what(), Transient::Closed))?
+                .map_err(|e| unavailable(what(), e))?;
+            let (change, left) = change_of(&msg, &subject_prefix).map_err(lost)?;
             pending = left;
-            if let Some(WatchedChange {
+            if let Some(MetaChange {
                 key,
                 value: Some(value),
                 revision,
             }) = change
+                && key.starts_with(prefix)
             {
                 current.push((key, Versioned { value, revision }));
             }
         }
         current.sort_by(|a, b| a.0.cmp(&b.0));
+        let prefix = prefix.to_owned();
         let changes = messages
             .filter_map(move |m| {
                 let out = match m {
-                    Err(e) => Some(Err(fail(&e))),
+                    Err(e) => Some(Err(unavailable(what(), e))),
                     Ok(msg) => match change_of(&msg, &subject_prefix) {
-                        Ok((change, _)) => change.map(Ok),
-                        Err(e) => Some(Err(fail(&e))),
+                        Ok((change, _)) => change.filter(|c| c.key.starts_with(&prefix)).map(Ok),
+                        Err(e) => Some(Err(lost(e))),
                     },
                 };
                 std::future::ready(out)
             })
             .boxed();
-        Ok((current, changes))
+        Ok(MetaWatch { current, changes })
     }
 }
+
+/// How long reading a bucket's current content may take.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The change a KV message records (`None` for a subject that is not a key of ours),
 /// and how many messages the consumer still has to deliver.
 fn change_of(
     msg: &async_nats::jetstream::Message,
     subject_prefix: &str,
-) -> Result<(Option<WatchedChange>, u64), async_nats::Error> {
+) -> Result<(Option<MetaChange>, u64), async_nats::Error> {
     let info = msg.info()?;
     let deleted = msg
         .headers
@@ -178,7 +167,7 @@ fn change_of(
         .as_str()
         .strip_prefix(subject_prefix)
         .and_then(decode_key);
-    let change = key.map(|key| WatchedChange {
+    let change = key.map(|key| MetaChange {
         key,
         value: (!deleted).then(|| msg.payload.to_vec()),
         revision: info.stream_sequence,
@@ -188,13 +177,13 @@ fn change_of(
 
 fn key_of(key: &str) -> Result<String, StoreError> {
     if key.is_empty() {
-        return Err(StoreError::Meta("empty key".into()));
+        return Err(StoreError::InvalidKey(String::new()));
     }
     Ok(encode_key(key))
 }
 
 fn conflict(bucket: Bucket, key: &str) -> StoreError {
-    StoreError::Conflict(format!("{}/{key}", bucket.name()))
+    StoreError::conflict(bucket, key)
 }
 
 #[async_trait]
@@ -219,9 +208,7 @@ impl MetaStore for JetStreamMeta {
         bucket: Bucket,
         prefix: &str,
     ) -> Result<Vec<(String, Versioned)>, StoreError> {
-        let (mut current, _) = self.snapshot(bucket).await?;
-        current.retain(|(k, _)| k.starts_with(prefix));
-        Ok(current)
+        Ok(self.snapshot(bucket, prefix).await?.current)
     }
 
     async fn put(
@@ -244,12 +231,14 @@ impl MetaStore for JetStreamMeta {
                 .await
                 .map_err(|e| match e.kind() {
                     kv::CreateErrorKind::AlreadyExists => conflict(bucket, key),
+                    _ if is_wrong_last_sequence(&e) => conflict(bucket, key),
                     _ => unavailable(what(), e),
                 }),
             Expect::Revision(rev) => store.update(k, value.into(), rev).await.map_err(|e| match e
                 .kind()
             {
                 kv::UpdateErrorKind::WrongLastRevision => conflict(bucket, key),
+                _ if is_wrong_last_sequence(&e) => conflict(bucket, key),
                 _ => unavailable(what(), e),
             }),
         }
@@ -276,7 +265,12 @@ impl MetaStore for JetStreamMeta {
             .await
             .map_err(|e| match e.kind() {
                 kv::UpdateErrorKind::WrongLastRevision => conflict(bucket, key),
+                _ if is_wrong_last_sequence(&e) => conflict(bucket, key),
                 _ => unavailable(format!("deleting {}/{key}", bucket.name()), e),
             })
+    }
+
+    async fn watch(&self, bucket: Bucket, prefix: &str) -> Result<MetaWatch, StoreError> {
+        self.snapshot(bucket, prefix).await
     }
 }

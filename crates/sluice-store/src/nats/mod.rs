@@ -17,9 +17,9 @@ mod meta;
 pub mod names;
 
 pub use log::{JetStreamLog, LogConfig};
-pub use meta::{JetStreamMeta, WatchedChange, WatchedChanges};
+pub use meta::JetStreamMeta;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, Transient};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ impl NatsConfig {
     /// Parses `nats://HOST:PORT[,HOST:PORT...]` (the `--store` value); hosts after the first
     /// may omit the scheme.
     pub fn from_url(url: &str) -> Result<NatsConfig, StoreError> {
-        let bad = |why: &str| StoreError::Unavailable(format!("--store {url:?}: {why}"));
+        let bad = |why: &str| StoreError::Config(format!("--store {url:?}: {why}"));
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("expected nats://HOST:PORT[,HOST:PORT...]"))?;
@@ -86,12 +86,14 @@ impl NatsConfig {
         })
     }
 
-    /// Connects and checks that JetStream answers. Fails with `Unavailable` (and a message
-    /// naming the servers) when NATS is unreachable or JetStream is not enabled or has no
-    /// leader, within about `connect_timeout` twice.
+    /// Connects and checks that JetStream answers. Fails with `Unavailable` (naming the
+    /// servers) when NATS is unreachable or JetStream is not enabled or has no leader,
+    /// within about `connect_timeout` twice; with `Config` for an unusable credentials
+    /// file or server address.
     pub async fn connect(&self) -> Result<NatsConnection, StoreError> {
         let servers = self.servers.join(",");
-        let fail = |why: String| StoreError::Unavailable(format!("NATS at {servers}: {why}"));
+        let what = || format!("connecting to NATS at {servers}");
+        let bad = |why: String| StoreError::Config(format!("NATS at {servers}: {why}"));
         let mut opts = async_nats::ConnectOptions::new()
             .name(&self.name)
             .connection_timeout(self.connect_timeout)
@@ -101,7 +103,7 @@ impl NatsConfig {
             opts = opts
                 .credentials_file(path)
                 .await
-                .map_err(|e| fail(format!("credentials file {}: {e}", path.display())))?;
+                .map_err(|e| bad(format!("credentials file {}: {e}", path.display())))?;
         }
         if let Some(token) = &self.token {
             opts = opts.token(token.clone());
@@ -117,22 +119,29 @@ impl NatsConfig {
             .iter()
             .map(|s| {
                 s.parse()
-                    .map_err(|e| fail(format!("bad address {s:?}: {e}")))
+                    .map_err(|e| bad(format!("bad address {s:?}: {e}")))
             })
             .collect::<Result<_, _>>()?;
         let connect = opts.connect(addrs);
         let client = tokio::time::timeout(self.connect_timeout * 2, connect)
             .await
-            .map_err(|_| fail("connection timed out".into()))?
-            .map_err(|e| fail(format!("cannot connect: {e}")))?;
+            .map_err(|_| {
+                StoreError::unavailable(what(), Transient::Timeout(self.connect_timeout * 2))
+            })?
+            .map_err(|e| StoreError::unavailable(what(), Transient::jetstream(e)))?;
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(self.request_timeout)
             .backpressure_on_inflight(true)
             .build(client.clone());
         tokio::time::timeout(self.request_timeout * 2, js.query_account())
             .await
-            .map_err(|_| fail("JetStream did not answer (no meta leader?)".into()))?
-            .map_err(|e| fail(format!("JetStream is not available: {e}")))?;
+            .map_err(|_| {
+                StoreError::unavailable(
+                    format!("{} (no JetStream meta leader?)", what()),
+                    Transient::Timeout(self.request_timeout * 2),
+                )
+            })?
+            .map_err(|e| StoreError::unavailable(what(), Transient::jetstream(e)))?;
         Ok(NatsConnection {
             client,
             js,

@@ -302,7 +302,7 @@ async fn unreachable_nats_fails_fast_with_a_clear_error() {
     cfg.connect_timeout = std::time::Duration::from_millis(500);
     let started = std::time::Instant::now();
     let err = cfg.connect().await.expect_err("nothing listens there");
-    assert!(matches!(err, crate::StoreError::Unavailable(_)));
+    assert!(matches!(err, crate::StoreError::Unavailable { .. }));
     assert!(err.to_string().contains(&port.to_string()), "{err}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(30),
@@ -336,7 +336,7 @@ async fn kv_meta_store_compare_and_swap() {
     assert!(matches!(
         m.put(b, "replay/i.1/x", b"b".to_vec(), Expect::Absent)
             .await,
-        Err(crate::StoreError::Conflict(_))
+        Err(crate::StoreError::Conflict { .. })
     ));
     let r2 = m
         .put(b, "replay/i.1/x", b"b".to_vec(), Expect::Revision(r1))
@@ -346,7 +346,7 @@ async fn kv_meta_store_compare_and_swap() {
     assert!(matches!(
         m.put(b, "replay/i.1/x", b"c".to_vec(), Expect::Revision(r1))
             .await,
-        Err(crate::StoreError::Conflict(_))
+        Err(crate::StoreError::Conflict { .. })
     ));
     let got = m.get(b, "replay/i.1/x").await.unwrap().unwrap();
     assert_eq!((got.value.as_slice(), got.revision), (&b"b"[..], r2));
@@ -372,7 +372,7 @@ async fn kv_meta_store_compare_and_swap() {
     assert_eq!(listed[0].1.revision, r2);
     assert!(matches!(
         m.delete(b, "replay/i.1/x", Expect::Revision(r1)).await,
-        Err(crate::StoreError::Conflict(_))
+        Err(crate::StoreError::Conflict { .. })
     ));
     m.delete(b, "replay/i.1/x", Expect::Revision(r2))
         .await
@@ -410,7 +410,10 @@ async fn follow_gives_the_current_content_then_every_change() {
         .await
         .unwrap();
     m.delete(b, "gone", Expect::Any).await.unwrap();
-    let (current, mut changes) = m.follow(b).await.unwrap();
+    let crate::MetaWatch {
+        current,
+        mut changes,
+    } = m.follow(b).await.unwrap();
     assert_eq!(
         current.len(),
         1,
@@ -434,11 +437,44 @@ async fn follow_gives_the_current_content_then_every_change() {
     assert!(a.revision > rc);
 }
 
-async fn next_change(changes: &mut WatchedChanges) -> WatchedChange {
+async fn next_change(changes: &mut crate::MetaChanges) -> crate::MetaChange {
     use futures_util::StreamExt;
     tokio::time::timeout(std::time::Duration::from_secs(30), changes.next())
         .await
         .expect("a change within the hang guard")
         .expect("the stream goes on")
         .expect("no error")
+}
+
+struct Harness(JetStreamLog);
+
+#[async_trait::async_trait]
+impl crate::conformance::log::LogHarness for Harness {
+    fn log(&self) -> &dyn ImpressionLog {
+        &self.0
+    }
+    async fn expire_before(&self, _env: &str, cutoff_ms: i64) {
+        self.0
+            .remove_ingested_before(cutoff_ms)
+            .await
+            .expect("retention");
+    }
+    fn max_entry_bytes(&self) -> usize {
+        crate::MAX_ENTRY_BYTES
+    }
+}
+
+/// The store conformance suite ([`crate::conformance`]) against JetStream, on a
+/// three-node cluster (replicas 3) so that reads may be served by followers.
+#[tokio::test]
+async fn jetstream_store_conforms() {
+    let Some((_c, conn)) = start("jetstream_store_conforms", ClusterOptions::nodes(3)).await else {
+        return;
+    };
+    let log = JetStreamLog::open(conn.clone(), quick())
+        .await
+        .expect("log");
+    crate::conformance::log::run_all(&Harness(log)).await;
+    let meta = JetStreamMeta::open(conn).await.expect("meta");
+    crate::conformance::meta::run_all(&meta).await;
 }

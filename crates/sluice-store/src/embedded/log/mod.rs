@@ -25,7 +25,7 @@ mod tests;
 
 pub use retention::RetentionReport;
 
-use crate::error::StoreError;
+use crate::error::{StoreError, Transient};
 use crate::log::{AppendEntry, AppendReceipt, ImpressionLog, LogBounds, StoredEntry};
 use async_trait::async_trait;
 use env::{EnvLog, EnvState, validate_env_id};
@@ -381,7 +381,8 @@ impl SegmentLog {
 
     fn send(&self, env: &EnvLog, cmd: writer::Command) -> Result<(), StoreError> {
         let senders = self.senders.read().unwrap_or_else(PoisonError::into_inner);
-        let closed = || StoreError::Unavailable("log is closed".into());
+        let closed =
+            || StoreError::unavailable(format!("writing the log of {}", env.id), Transient::Closed);
         senders
             .get(env.writer)
             .ok_or_else(closed)?
@@ -401,7 +402,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("log read task failed: {e}")))?
+        .map_err(|e| StoreError::unavailable("reading the log", Transient::task(e)))?
 }
 
 #[async_trait]
@@ -409,11 +410,10 @@ impl ImpressionLog for SegmentLog {
     async fn append(&self, env: &str, entry: AppendEntry) -> Result<AppendReceipt, StoreError> {
         validate_env_id(env)?;
         if entry.payload.len() > frame::MAX_PAYLOAD {
-            return Err(StoreError::Unavailable(format!(
-                "entry of {} bytes exceeds the {} byte limit",
-                entry.payload.len(),
-                frame::MAX_PAYLOAD
-            )));
+            return Err(StoreError::EntryTooLarge {
+                size: entry.payload.len(),
+                limit: frame::MAX_PAYLOAD,
+            });
         }
         let env = self.shared.env_or_create(env);
         if entry.count == 0 {
@@ -434,7 +434,7 @@ impl ImpressionLog for SegmentLog {
             }),
         )?;
         rx.await
-            .map_err(|_| StoreError::Unavailable("log writer stopped".into()))?
+            .map_err(|_| StoreError::unavailable("the log writer", Transient::Closed))?
     }
 
     async fn read(
@@ -510,6 +510,6 @@ impl ImpressionLog for SegmentLog {
             },
         )?;
         rx.await
-            .map_err(|_| StoreError::Unavailable("log writer stopped".into()))?
+            .map_err(|_| StoreError::unavailable("the log writer", Transient::Closed))?
     }
 }

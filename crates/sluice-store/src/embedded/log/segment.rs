@@ -4,7 +4,7 @@
 
 use super::frame::{FrameHeader, HEADER_LEN};
 use super::index::IndexEntry;
-use crate::error::StoreError;
+use crate::error::{Corruption, StoreError};
 use crate::log::StoredEntry;
 use bytes::Bytes;
 use std::fs::File;
@@ -252,12 +252,15 @@ pub fn read_entries(
             let at = (e.pos - start) as usize;
             let frame = buf.slice(at..at + e.frame_len() as usize);
             let corrupt = || {
-                StoreError::Corrupt(format!(
-                    "{}: entry at offset {} (byte {}) failed verification",
-                    path.display(),
-                    e.base_offset,
-                    e.pos
-                ))
+                StoreError::corrupt(
+                    format!(
+                        "{}: entry at offset {} (byte {})",
+                        path.display(),
+                        e.base_offset,
+                        e.pos
+                    ),
+                    Corruption::Checksum,
+                )
             };
             let hdr: [u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().map_err(|_| corrupt())?;
             let h = FrameHeader::decode(&hdr).map_err(|_| corrupt())?;

@@ -266,7 +266,7 @@ async fn reopen_keeps_everything_and_continues_offsets() {
         // Appending after close is refused, not lost.
         assert!(matches!(
             log.append(ENV, entry(1, 1, 1)).await,
-            Err(StoreError::Unavailable(_))
+            Err(StoreError::Unavailable { .. })
         ));
     }
     let log = SegmentLog::open(dir.path(), opts(2048)).unwrap();
@@ -429,7 +429,7 @@ async fn corruption_in_a_sealed_segment_stops_the_log_there() {
         assert_eq!(log.bounds(ENV).await.unwrap().next, 30);
         assert!(matches!(
             log.read(ENV, 8, 1).await,
-            Err(StoreError::Corrupt(_))
+            Err(StoreError::Corrupt { .. })
         ));
         assert_eq!(log.read(ENV, 6, 1).await.unwrap()[0].base_offset, 6);
     }
@@ -490,7 +490,7 @@ async fn failed_write_is_invisible_and_the_log_recovers() {
     let mut rx = log.subscribe(ENV);
     rx.borrow_and_update();
     let err = log.append(ENV, entry(50, 5, 100)).await.unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
     assert!(!rx.has_changed().unwrap());
     assert!(
         std::fs::metadata(&p).unwrap().len() > committed,
@@ -613,7 +613,13 @@ async fn storage_full_and_retention_making_room() {
     append_all(&log, ENV, (0..5).map(|i| entry(i, 1, 150)).collect()).await;
     let err = log.append(ENV, entry(5, 1, 150)).await.unwrap_err();
     assert!(
-        matches!(&err, StoreError::Unavailable(m) if m == "storage full"),
+        matches!(
+            &err,
+            StoreError::Unavailable {
+                cause: crate::error::Transient::Full,
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(log.bounds(ENV).await.unwrap().next, 5);
@@ -866,7 +872,7 @@ async fn close_flushes_queued_appends() {
     for h in handles {
         match h.await.unwrap() {
             Ok(_) => ok += 1,
-            Err(StoreError::Unavailable(_)) => {}
+            Err(StoreError::Unavailable { .. }) => {}
             Err(e) => panic!("unexpected {e}"),
         }
     }

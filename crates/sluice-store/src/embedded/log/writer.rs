@@ -23,7 +23,7 @@ use super::frame::{self, FrameMeta, HEADER_LEN, MAX_PAYLOAD};
 use super::index::{self, IndexEntry};
 use super::segment::{Segment, idx_path, log_path};
 use super::{Shared, now_ms, retention, sync_dir};
-use crate::error::StoreError;
+use crate::error::{StoreError, Transient};
 use crate::log::{AppendEntry, AppendReceipt};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -110,10 +110,10 @@ impl Chunk {
         }
     }
 
-    fn fail(self, shared: &Shared, msg: &str) {
+    fn fail(self, shared: &Shared, what: &str, cause: &Transient) {
         shared.release(self.buf.len() as u64);
         for (reply, _) in self.waiters {
-            let _ = reply.send(Err(StoreError::Unavailable(msg.to_string())));
+            let _ = reply.send(Err(StoreError::unavailable(what, cause.clone())));
         }
     }
 }
@@ -176,10 +176,13 @@ impl Writer {
         for (env, reqs) in groups {
             let we = self.envs.entry(env.id.clone()).or_default();
             if let Err(e) = prepare(shared, &env, we) {
-                let msg = format!("cannot write log of {}: {e}", env.id);
+                let what = format!("preparing to write the log of {}", env.id);
                 error!(env = %env.id, error = %e, "log write preparation failed");
+                let cause = Transient::io(e);
                 for req in reqs {
-                    let _ = req.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    let _ = req
+                        .reply
+                        .send(Err(StoreError::unavailable(&what, cause.clone())));
                 }
                 continue;
             }
@@ -233,7 +236,7 @@ impl Writer {
             let moved = match std::fs::rename(&env.dir, &trash) {
                 Ok(()) => true,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => return Err(StoreError::Io(e)),
+                Err(e) => return Err(e.into()),
             };
             freed = st.bytes();
             let generation = st.generation + 1;
@@ -326,10 +329,19 @@ fn plan(shared: &Shared, env: &EnvLog, reqs: Vec<AppendReq>) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut retention_tried = false;
     for AppendReq { entry, reply, .. } in reqs {
-        if entry.payload.len() > MAX_PAYLOAD || entry.count == 0 {
-            let _ = reply.send(Err(StoreError::Unavailable(
-                "entry too large or empty".into(),
-            )));
+        if entry.payload.len() > MAX_PAYLOAD {
+            let _ = reply.send(Err(StoreError::EntryTooLarge {
+                size: entry.payload.len(),
+                limit: MAX_PAYLOAD,
+            }));
+            continue;
+        }
+        if entry.count == 0 {
+            // `SegmentLog::append` answers empty entries itself; never stored.
+            let _ = reply.send(Ok(AppendReceipt {
+                base_offset: next,
+                next_offset: next,
+            }));
             continue;
         }
         let frame_len = (HEADER_LEN + entry.payload.len()) as u64;
@@ -343,7 +355,10 @@ fn plan(shared: &Shared, env: &EnvLog, reqs: Vec<AppendReq>) -> Vec<Chunk> {
                 retention::enforce(shared, now);
             }
             if !shared.try_reserve(frame_len) {
-                let _ = reply.send(Err(StoreError::Unavailable("storage full".into())));
+                let _ = reply.send(Err(StoreError::unavailable(
+                    format!("appending to {}", env.id),
+                    Transient::Full,
+                )));
                 continue;
             }
         }
@@ -358,9 +373,11 @@ fn plan(shared: &Shared, env: &EnvLog, reqs: Vec<AppendReq>) -> Vec<Chunk> {
         let pos = cur.start_len + cur.buf.len() as u64;
         if let Err(e) = frame::encode(&mut cur.buf, &meta, &entry.payload) {
             shared.release(frame_len);
-            let _ = reply.send(Err(StoreError::Unavailable(format!(
-                "cannot encode entry: {e}"
-            ))));
+            let _ = reply.send(Err(StoreError::EntryTooLarge {
+                size: entry.payload.len(),
+                limit: MAX_PAYLOAD,
+            }));
+            error!(env = %env.id, error = %e, "frame encoding refused a checked entry");
             continue;
         }
         last_ingest = ingest_ms;
@@ -516,10 +533,11 @@ fn fail_chunks(
     if let Err(e) = clean_stale(shared, env, we) {
         warn!(env = %env.id, error = %e, "could not yet remove an aborted segment file");
     }
-    let msg = format!("log write failed: {e}");
-    chunk.fail(shared, &msg);
+    let what = format!("writing the log of {}", env.id);
+    let cause = Transient::io(io::Error::new(e.kind(), e.to_string()));
+    chunk.fail(shared, &what, &cause);
     for c in rest {
-        c.fail(shared, &msg);
+        c.fail(shared, &what, &cause);
     }
 }
 

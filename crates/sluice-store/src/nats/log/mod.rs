@@ -20,7 +20,7 @@ mod writer;
 use super::NatsConnection;
 use super::error::{is_stream_not_found, unavailable};
 use super::names;
-use crate::error::StoreError;
+use crate::error::{StoreError, Transient};
 use crate::log::{
     AppendEntry, AppendReceipt, ImpressionLog, LogBounds, MAX_ENTRY_BYTES, StoredEntry,
     validate_env_id,
@@ -256,6 +256,12 @@ impl JetStreamLog {
         enforce_retention(&self.inner).await
     }
 
+    /// Removes the messages of every environment ingested before `cutoff_ms`, always
+    /// keeping the last one: what age retention does with `cutoff_ms = now - max_age`.
+    pub async fn remove_ingested_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        remove_ingested_before(&self.inner, cutoff_ms).await
+    }
+
     /// The largest message body this log publishes (entries above it are split).
     pub fn max_body(&self) -> usize {
         self.inner.max_body
@@ -340,7 +346,11 @@ async fn retention_loop(inner: Weak<Inner>) {
 /// Purges, per environment, the messages ingested before `now - max_age`, always keeping
 /// the last one (it holds the committed end offset).
 async fn enforce_retention(inner: &Inner) -> Result<u64, StoreError> {
-    let cutoff = read::now_ms() - i64::try_from(inner.cfg.max_age.as_millis()).unwrap_or(i64::MAX);
+    let max_age = i64::try_from(inner.cfg.max_age.as_millis()).unwrap_or(i64::MAX);
+    remove_ingested_before(inner, read::now_ms().saturating_sub(max_age)).await
+}
+
+async fn remove_ingested_before(inner: &Inner, cutoff: i64) -> Result<u64, StoreError> {
     let mut names = inner.conn.js.stream_names();
     let mut envs = Vec::new();
     while let Some(name) = names.next().await {
@@ -375,10 +385,10 @@ impl ImpressionLog for JetStreamLog {
     async fn append(&self, env: &str, entry: AppendEntry) -> Result<AppendReceipt, StoreError> {
         validate_env_id(env)?;
         if entry.payload.len() > MAX_ENTRY_BYTES {
-            return Err(StoreError::Unavailable(format!(
-                "entry of {} bytes exceeds the {MAX_ENTRY_BYTES}-byte limit",
-                entry.payload.len()
-            )));
+            return Err(StoreError::EntryTooLarge {
+                size: entry.payload.len(),
+                limit: MAX_ENTRY_BYTES,
+            });
         }
         let rx = {
             let mut writers = lock(&self.inner.writers);
@@ -399,7 +409,7 @@ impl ImpressionLog for JetStreamLog {
             rx
         };
         rx.await
-            .map_err(|_| StoreError::Unavailable("JetStream log writer stopped".into()))?
+            .map_err(|_| StoreError::unavailable("the JetStream log writer", Transient::Closed))?
     }
 
     async fn read(

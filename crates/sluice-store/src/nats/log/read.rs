@@ -10,7 +10,7 @@ use super::super::error::{is_stream_not_found, unavailable};
 use super::super::frame::{self, MsgMeta};
 use super::super::names;
 use super::Inner;
-use crate::error::StoreError;
+use crate::error::{Corruption, StoreError};
 use crate::log::{LogBounds, StoredEntry};
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::message::StreamMessage;
@@ -133,7 +133,7 @@ pub async fn tail(inner: &Inner, env: &str) -> Result<Tail, StoreError> {
         Err(e) => {
             return Err(match e.kind() {
                 LastRawMessageErrorKind::NoMessageFound => {
-                    StoreError::Corrupt(format!("the log of {env} lost its last message {seq}"))
+                    StoreError::corrupt(format!("the log of {env}"), Corruption::Missing(seq))
                 }
                 _ => unavailable(format!("reading the last message of {env}"), e),
             });

@@ -18,12 +18,11 @@
 //! receipts only for stored messages; after `write_timeout` without success the rest get
 //! `Unavailable` and the next round starts from a re-read tail.
 
-use super::super::error::unavailable;
 use super::super::frame::{self, MsgMeta};
 use super::super::names;
 use super::Inner;
 use super::read::{self, Tail, now_ms};
-use crate::error::StoreError;
+use crate::error::{StoreError, Transient};
 use crate::log::{AppendEntry, AppendReceipt};
 use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
@@ -269,8 +268,8 @@ fn complete(msg: Msg) {
     }
 }
 
-fn fail(msg: Msg, err: &StoreError) {
-    let again = || StoreError::Unavailable(err.to_string());
+fn fail(msg: Msg, what: &str, cause: &Transient) {
+    let again = || StoreError::unavailable(what, cause.clone());
     match msg.body {
         Body::Packed(entries) => {
             for p in entries {
@@ -315,12 +314,10 @@ async fn commit(
     let mut backoff = Duration::from_millis(50);
     while !msgs.is_empty() {
         if Instant::now() >= deadline {
-            let err = StoreError::Unavailable(format!(
-                "JetStream did not store the append to {env} within {:?}",
-                inner.cfg.write_timeout
-            ));
+            let what = format!("appending to {env} on JetStream");
+            let cause = Transient::Timeout(inner.cfg.write_timeout);
             for m in msgs.drain(..) {
-                fail(m, &err);
+                fail(m, &what, &cause);
             }
             return None;
         }
@@ -487,7 +484,7 @@ async fn one(inner: &Inner, env: &str, tail: Tail, msgs: &mut VecDeque<Msg>) -> 
             {
                 restart_entry(inner, msgs);
             }
-            debug!(env, error = %unavailable("publish", &e), "append not stored yet; retrying");
+            debug!(env, error = %e, "append not stored yet; retrying");
             None
         }
     }
