@@ -3,6 +3,8 @@
 //!
 //! [`start`] is also what integration tests and `sluice demo` call in-process.
 
+mod shutdown;
+
 use anyhow::Context as _;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -54,6 +56,10 @@ pub struct ServeOptions {
     /// Print the start-up banner (address, token) on stdout.
     #[serde(skip)]
     pub banner: bool,
+    /// How long a graceful shutdown waits for in-flight requests (a long export) before
+    /// it cuts the responses still streaming and closes the store (default 10 s).
+    #[serde(skip)]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +79,7 @@ impl Default for ServeOptions {
             auth_failures_per_minute: 30,
             admin_token: None,
             banner: true,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -102,8 +109,8 @@ impl Server {
         format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
-    /// Graceful shutdown: stop accepting, finish in-flight requests, stop delivery, close
-    /// the log.
+    /// Graceful shutdown: stop accepting, finish in-flight requests (cutting those still
+    /// streaming after `shutdown_grace`), stop delivery, close the log.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
         let _ = self.task.await;
@@ -183,8 +190,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
             .unwrap_or(LogOptions::default().segment_bytes),
         ..LogOptions::default()
     };
+    let log_dir = opts.data_dir.join("log");
+    // Opening recovers segments from disk: blocking work, off the async workers.
     let seg_log = Arc::new(
-        SegmentLog::open(&opts.data_dir.join("log"), log_opts)
+        tokio::task::spawn_blocking(move || SegmentLog::open(&log_dir, log_opts))
+            .await
+            .context("opening the impression log")?
             .context("opening the impression log")?,
     );
     let log: Arc<dyn ImpressionLog> = seg_log.clone();
@@ -244,10 +255,19 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         }
     }
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let app = sluice_api::router(state.clone());
+    // Set once the grace period is over: responses still streaming are cut.
+    let (cut_tx, cut_rx) = watch::channel(false);
+    let app = sluice_api::router(state.clone()).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let cut = cut_rx.clone();
+            async move { shutdown::cut_body_on(cut, next.run(req).await) }
+        },
+    ));
     let task_engine = engine.clone();
     let task_log = seg_log.clone();
+    let grace = opts.shutdown_grace;
     let task = tokio::spawn(async move {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = {
             let state = state.clone();
             async move {
@@ -256,21 +276,25 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
                     _ = signal() => {},
                 }
                 state.ready.store(false, Ordering::Relaxed);
+                let _ = stopping_tx.send(());
             }
         };
-        let served = match tls {
-            Some(config) => match crate::tls::TlsListener::new(listener, config) {
-                Ok(listener) => serve_on(listener, app, shutdown).await,
-                Err(e) => Err(e),
-            },
-            None => serve_on(listener, app, shutdown).await,
+        let served = async move {
+            match tls {
+                Some(config) => match crate::tls::TlsListener::new(listener, config) {
+                    Ok(listener) => serve_on(listener, app, shutdown).await,
+                    Err(e) => Err(e),
+                },
+                None => serve_on(listener, app, shutdown).await,
+            }
         };
-        if let Err(e) = served {
-            tracing::error!(error = %e, "server error");
-        }
+        shutdown::serve_with_grace(served, stopping_rx, grace, &cut_tx).await;
         task_engine.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), engine_task).await;
-        task_log.close();
+        // Closing joins the writer threads (they sync what is queued): blocking.
+        if let Err(e) = tokio::task::spawn_blocking(move || task_log.close()).await {
+            tracing::error!(error = %e, "closing the impression log failed");
+        }
         drop(lock);
     });
     Ok(Server {
