@@ -10,6 +10,7 @@ use sluice_core::model::{DEFAULT_PROJECT, Environment};
 use sluice_delivery::{DeliveryEngine, EngineOptions};
 use sluice_store::memory::{Fault, MemoryLog, MemoryMeta, Op};
 use sluice_store::{Catalog, ImpressionLog};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 const KEY: &str = "sdk-key-store-errors";
@@ -39,6 +40,7 @@ async fn serve(log: Arc<MemoryLog>) -> String {
             admin_token_digest: token_digest("admin"),
             limits: BodyLimits::default(),
             ingest_rate_per_env: None,
+            auth_failures_per_minute: 0,
         },
         None,
     );
@@ -46,7 +48,8 @@ async fn serve(log: Arc<MemoryLog>) -> String {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, sluice_api::router(state)).await });
+    let app = sluice_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
 

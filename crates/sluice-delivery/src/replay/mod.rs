@@ -96,9 +96,7 @@ pub async fn list_jobs(
     meta.list(Bucket::State, &format!("replay/{integration}/"))
         .await?
         .into_iter()
-        .map(|(k, v)| {
-            serde_json::from_slice(&v.value).map_err(|e| StoreError::corrupt(k, e))
-        })
+        .map(|(k, v)| serde_json::from_slice(&v.value).map_err(|e| StoreError::corrupt(k, e)))
         .collect()
 }
 
