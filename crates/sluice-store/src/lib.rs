@@ -1,13 +1,16 @@
 //! Storage for sluice: one interface, implemented by the embedded store (this crate's
 //! [`embedded`] module: a segmented append-only log per environment plus redb metadata)
-//! and, later, by NATS JetStream.
+//! and by NATS JetStream ([`nats`]).
 //!
 //! Two traits, shaped so that JetStream maps onto them directly:
 //! - [`ImpressionLog`]: append to / read from a per-environment log by offset (a stream
-//!   subject per environment; offsets are stream sequence numbers);
-//! - [`MetaStore`]: small key-value state with compare-and-swap revisions (JetStream KV).
+//!   per environment; offsets are kept exact in message headers);
+//! - [`MetaStore`]: small key-value state with compare-and-swap revisions and watches
+//!   (JetStream KV).
 //!
 //! [`memory`] holds in-memory implementations of both traits for other crates' tests.
+//! Every implementation passes one conformance suite (`conformance`, for tests). Errors
+//! ([`StoreError`]) are typed; only [`StoreError::Unavailable`] is transient.
 //!
 //! This crate must never know about HTTP or delivery; it stores and returns bytes.
 
