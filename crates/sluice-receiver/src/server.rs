@@ -443,6 +443,17 @@ fn answer(
     response
 }
 
+/// 413: the body is over `cap` bytes (as sent or inflated).
+fn too_large(sh: &Shared, rec: RequestRecord, cap: usize) -> Response {
+    refuse(
+        sh,
+        rec,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Outcome::TooLarge,
+        &format!("body over {cap} bytes"),
+    )
+}
+
 fn refuse(
     sh: &Shared,
     rec: RequestRecord,
@@ -583,26 +594,14 @@ async fn deliver(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
     let hint = header_str(headers, "content-length").and_then(|v| v.parse::<usize>().ok());
     if hint.is_some_and(|n| n > cap) {
-        return refuse(
-            &sh,
-            rec,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Outcome::TooLarge,
-            &format!("body over {cap} bytes"),
-        );
+        return too_large(&sh, rec, cap);
     }
 
     let mut rec = rec;
     let body = match read_capped(body, cap, hint).await {
         Ok(b) => b,
         Err(ReadFail::TooLarge) => {
-            return refuse(
-                &sh,
-                rec,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Outcome::TooLarge,
-                &format!("body over {cap} bytes"),
-            );
+            return too_large(&sh, rec, cap);
         }
         Err(ReadFail::Broken(e)) => {
             return refuse(&sh, rec, StatusCode::BAD_REQUEST, Outcome::ReadError, &e);
