@@ -8,6 +8,7 @@ pub mod auth_limit;
 pub mod body;
 pub mod error;
 pub mod export;
+pub mod history;
 pub mod ingest;
 pub mod ops;
 pub mod rate;
@@ -51,6 +52,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/environments/{id}/impressions", get(export::export))
         .route("/v1/integrations", get(int::list).post(int::create))
         .route("/v1/integrations/status", get(admin::fleet::statuses))
+        .route("/v1/dashboard/overview", get(admin::dashboard::overview))
+        .route(
+            "/v1/integrations/{id}/history",
+            get(admin::dashboard::integration_history),
+        )
         .route(
             "/v1/integrations/{id}",
             get(int::get)
@@ -85,7 +91,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .route("/", get(ops::dashboard));
+        .route("/", get(ops::dashboard))
+        .route("/dashboard/app.js", get(ops::dashboard_js))
+        .route("/dashboard/app.css", get(ops::dashboard_css));
     Router::new()
         .merge(admin)
         .merge(ingest)

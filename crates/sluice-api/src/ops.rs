@@ -38,6 +38,30 @@ pub async fn openapi() -> Response {
         .into_response()
 }
 
+/// The dashboard: plain HTML, CSS and JavaScript compiled into the binary (no external
+/// assets; works offline). It signs in with the admin token and calls the admin API.
 pub async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+    Html(include_str!("dashboard/index.html"))
+}
+
+pub async fn dashboard_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard/app.js"),
+    )
+        .into_response()
+}
+
+pub async fn dashboard_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard/app.css"),
+    )
+        .into_response()
 }

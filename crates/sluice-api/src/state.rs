@@ -2,6 +2,7 @@
 
 use crate::auth_limit::AuthFailureLimiter;
 use crate::body::BodyLimits;
+use crate::history::History;
 use crate::rate::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_delivery::DeliveryEngine;
@@ -28,6 +29,8 @@ pub struct Inner {
     pub ready: AtomicBool,
     pub rate: RateLimiter,
     pub auth_failures: AuthFailureLimiter,
+    /// The dashboard's charts and fleet summary, filled by [`crate::history::spawn_sampler`].
+    pub history: History,
 }
 
 pub type AppState = Arc<Inner>;
@@ -42,7 +45,7 @@ impl Inner {
     ) -> AppState {
         let rate = RateLimiter::new(config.ingest_rate_per_env);
         let auth_failures = AuthFailureLimiter::new(config.auth_failures_per_minute);
-        Arc::new(Inner {
+        let state = Arc::new(Inner {
             catalog,
             log,
             engine,
@@ -51,6 +54,10 @@ impl Inner {
             ready: AtomicBool::new(true),
             rate,
             auth_failures,
-        })
+            history: History::default(),
+        });
+        // Samples for the dashboard's charts while the state lives (needs a runtime).
+        crate::history::spawn_sampler(Arc::downgrade(&state));
+        state
     }
 }

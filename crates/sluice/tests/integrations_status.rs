@@ -202,6 +202,12 @@ async fn state_and_project_filters() {
             Vec::<String>::new()
         );
     }
+    // Text in the id or the name, any case.
+    assert_eq!(
+        all_pages(&s, "&q=INT_1", 3).await.0,
+        names(&|i| (10..20).contains(&i))
+    );
+    assert_eq!(all_pages(&s, "&q=int_07", 3).await.0, names(&|i| i == 7));
     // Every item of a filtered page has the state asked for.
     let (_, v) = get(&s, "?state=paused").await;
     for i in v["integrations"].as_array().expect("array") {

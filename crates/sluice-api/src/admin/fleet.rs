@@ -2,7 +2,8 @@
 //! dashboard or script watching 10,000 integrations makes one request, not 10,000.
 //!
 //! Paged in id order with `limit` (1..=1000, default 100) and an opaque `cursor` (the
-//! `nextCursor` of the previous page); filterable by `state` and `project`. A page holds
+//! `nextCursor` of the previous page); filterable by `state`, `project` and `q` (text in
+//! the id or name, any case). A page holds
 //! integrations whose id is after the cursor's, so integrations created or deleted between
 //! pages never make another one appear twice or go missing.
 
@@ -35,6 +36,8 @@ pub struct StatusQuery {
     pub after: Option<String>,
     pub state: Option<&'static str>,
     pub project: Option<String>,
+    /// Lowercase text the id or the name must contain.
+    pub text: Option<String>,
 }
 
 impl StatusQuery {
@@ -46,6 +49,7 @@ impl StatusQuery {
             after: None,
             state: None,
             project: None,
+            text: None,
         };
         for (k, v) in params {
             match k.as_str() {
@@ -68,10 +72,11 @@ impl StatusQuery {
                     })?)
                 }
                 "project" => q.project = Some(v.clone()),
+                "q" => q.text = Some(v.to_lowercase()).filter(|t| !t.is_empty()),
                 other => {
                     return Err(ApiError::invalid_field(
                         other,
-                        "unknown query parameter (limit, cursor, state, project)",
+                        "unknown query parameter (limit, cursor, state, project, q)",
                     ));
                 }
             }
@@ -132,6 +137,11 @@ pub async fn page(s: &AppState, q: &StatusQuery) -> Result<StatusPage, ApiError>
         .range::<String, _>((lower, Bound::Unbounded))
         .map(|(_, i)| i)
         .filter(|i| q.project.as_ref().is_none_or(|p| &i.project == p))
+        .filter(|i| {
+            q.text.as_ref().is_none_or(|t| {
+                i.id.to_lowercase().contains(t) || i.name.to_lowercase().contains(t)
+            })
+        })
         .cloned()
         .collect();
     let mut out = Vec::new();
@@ -220,6 +230,8 @@ mod tests {
         let q = StatusQuery::parse(&params(&[("state", "paused"), ("project", "p1")])).unwrap();
         assert_eq!(q.state, Some("paused"));
         assert_eq!(q.project.as_deref(), Some("p1"));
+        let q = StatusQuery::parse(&params(&[("q", "CRM")])).unwrap();
+        assert_eq!(q.text.as_deref(), Some("crm"));
         let e = StatusQuery::parse(&params(&[("state", "sleeping")])).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("state"));
         let e = StatusQuery::parse(&params(&[("limt", "5")])).unwrap_err();
