@@ -117,19 +117,31 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// One round over every integration (in id order): their statuses, the summary, and
-/// samples for the first [`MAX_TRACKED`].
-pub async fn sample_round(s: &AppState) -> (Vec<(String, Sample)>, FleetSummary) {
+/// One round over every integration of the projects `sees` accepts (in id order): their
+/// statuses, the summary, and samples for the first [`MAX_TRACKED`].
+pub async fn sample_round(
+    s: &AppState,
+    sees: impl Fn(&str) -> bool,
+) -> (Vec<(String, Sample)>, FleetSummary) {
     let snapshot = s.catalog.snapshot();
     let t = now_ms();
     let mut summary = FleetSummary::new(t);
     let mut samples = Vec::new();
     for integ in snapshot.integrations.values() {
+        if !sees(&integ.project) {
+            continue;
+        }
         // An integration deleted meanwhile (or a store error) is left out of this round.
         let Ok(st) = s.engine.status(integ).await else {
             continue;
         };
-        summary.add(st.state, st.lag_impressions, st.lag_seconds);
+        // The state's name as the API writes it (`active`, `paused`, …).
+        let state = serde_json::to_value(st.state).unwrap_or_default();
+        summary.add(
+            state.as_str().unwrap_or_default(),
+            st.lag_impressions,
+            st.lag_seconds,
+        );
         if samples.len() < MAX_TRACKED {
             samples.push((
                 integ.id.clone(),
@@ -156,7 +168,7 @@ pub fn spawn_sampler(state: Weak<Inner>) {
         loop {
             tick.tick().await;
             let Some(s) = state.upgrade() else { return };
-            let (samples, summary) = sample_round(&s).await;
+            let (samples, summary) = sample_round(&s, |_| true).await;
             s.history.record(samples, summary);
         }
     });

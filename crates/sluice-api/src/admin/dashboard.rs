@@ -5,7 +5,9 @@
 
 use crate::error::ApiError;
 use crate::history::{self, FleetSummary, INTERVAL, Sample};
+use crate::scope::Scope;
 use crate::state::AppState;
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
@@ -50,14 +52,26 @@ pub fn mask_key(key: &str) -> String {
     }
 }
 
-pub async fn overview(State(s): State<AppState>) -> Result<Json<Overview>, ApiError> {
+/// A project token sees its own project's integrations and environments only (counted
+/// live, never from the fleet-wide sample).
+pub async fn overview(
+    State(s): State<AppState>,
+    Extension(scope): Extension<Scope>,
+) -> Result<Json<Overview>, ApiError> {
     let snapshot = s.catalog.snapshot();
-    let (summary, live) = match s.history.summary() {
-        Some(cached) if snapshot.integrations.len() > LIVE_SUMMARY_LIMIT => (cached, false),
-        _ => (history::sample_round(&s).await.1, true),
+    let cached = match scope {
+        Scope::Admin if snapshot.integrations.len() > LIVE_SUMMARY_LIMIT => s.history.summary(),
+        _ => None,
+    };
+    let (summary, live) = match cached {
+        Some(c) => (c, false),
+        None => (history::sample_round(&s, |p| scope.sees(p)).await.1, true),
     };
     let mut environments = Vec::with_capacity(snapshot.environments.len());
     for env in snapshot.environments.values() {
+        if !scope.sees(&env.project) {
+            continue;
+        }
         environments.push(EnvironmentSummary {
             id: env.id.clone(),
             name: env.name.clone(),
