@@ -16,6 +16,7 @@
 //! and memory can be read from `/proc/<pid>` separately from the load generator's. Every
 //! scenario prints the machine, the commit and the build profile with its figures; see
 //! `docs/BENCHMARKS.md` for recorded results.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod delivery;
 pub mod export;

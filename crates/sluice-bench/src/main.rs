@@ -1,4 +1,5 @@
 //! The `sluice-bench` binary (also run as `sluice bench`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use clap::Parser;
 use sluice_bench::BenchArgs;

@@ -1,4 +1,5 @@
 //! The admin client against a small fake server on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use axum::Router;
 use axum::extract::Path;

@@ -4,6 +4,7 @@
 //!
 //! Appends entries of 1000 records (~100 KB payload) from concurrent tasks for a few
 //! seconds and prints entries/s, MB/s, fsyncs/s and append latency percentiles.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use sluice_store::embedded::log::{LogOptions, SegmentLog};
 use sluice_store::{AppendEntry, ImpressionLog};

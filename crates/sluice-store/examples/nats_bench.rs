@@ -9,6 +9,7 @@
 //! waits for the acknowledgement, like concurrent ingest requests. Prints impressions/s
 //! acknowledged, MB/s, messages and rounds per second and append latency percentiles.
 //! `SYNC=default` runs the servers without `sync_interval: always`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use sluice_store::nats::{JetStreamLog, LogConfig, NatsConfig};
 use sluice_store::{AppendEntry, ImpressionLog};

@@ -1,6 +1,7 @@
 //! kill -9 of the JetStream stream leader and of the KV leader under concurrent writes, on
 //! a real 3-node cluster: no success for unstored data (failures are `Unavailable`),
 //! writes recover by themselves, and everything acknowledged is read back exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use sluice_store::meta::{Bucket, Expect, MetaStore};
 use sluice_store::nats::{JetStreamLog, JetStreamMeta, LogConfig, NatsConfig, names};

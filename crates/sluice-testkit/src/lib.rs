@@ -5,6 +5,7 @@
 //!   SIGSTOP/SIGCONT and restart of a node, removed on drop.
 //! - [`process`]: a real `sluice serve` child process on a free loopback port with its own
 //!   data directory: ready-waiting, kill -9, restart on the same data directory, stop.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 pub mod nats;
 pub mod process;

@@ -1,5 +1,6 @@
 //! Admin API (SPEC §4), configuration-time SSRF protection (SPEC §6) and the operational
 //! routes, against a real sluice on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Repeated admin authentication failures are rate-limited per client address (SPEC §6):
 //! real server, real clients from two loopback addresses.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use sluice::serve::{self, ServeOptions};
 use std::net::IpAddr;

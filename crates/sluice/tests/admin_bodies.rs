@@ -1,6 +1,7 @@
 //! Admin request bodies through HTTP (issue 10, issue 11): every numeric setting is
 //! bounded and a value outside its bounds is a 400 naming the field; unknown fields are a
 //! 400 naming the field; PATCH applies a JSON merge patch, validated as PUT is.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! stopped), attempts, health and pause history — so a new integration of the same id, in
 //! another project and pointing elsewhere, starts clean and never receives the deleted
 //! one's impressions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

@@ -4,6 +4,7 @@
 //!
 //! Also: a damaged tail of the newest log segment (garbage appended, a frame cut in half) is
 //! repaired on start, without losing acknowledged data written before the damage.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 #[path = "common/process.rs"]

@@ -1,5 +1,6 @@
 //! Delivery end to end (SPEC §1 outgoing form, §3 delivery): a real sluice on 127.0.0.1 and
 //! real HTTP receivers on 127.0.0.1. Every wait is bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

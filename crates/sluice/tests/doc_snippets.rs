@@ -15,6 +15,7 @@
 //! Needs `python3` with `splitio_client` and `node` with `@splitsoftware/splitio` in
 //! `SLUICE_TEST_NODE_MODULES`; `.ci/run` installs both (pinned). Without them the tests fail
 //! when `CI` is set and are skipped otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 use common::AdminCalls as _;

@@ -3,6 +3,7 @@
 //! windows at segment and retention edges, the time index used for narrow windows, the
 //! `sluice export` command, and a huge export streamed in bounded memory by the real
 //! binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

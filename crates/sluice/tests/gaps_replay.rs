@@ -2,6 +2,7 @@
 //! gap delivers exactly the skipped impressions and nothing else, under their own batch
 //! ids; live delivery continues during a replay; window replays deliver exactly the
 //! window.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

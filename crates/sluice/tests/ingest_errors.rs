@@ -1,6 +1,7 @@
 //! Bad ingest input (SPEC §2): each bad request gets its documented status and a JSON
 //! `{"error","detail"}` body, stores NOTHING (checked in the log, in the integration's lag,
 //! and at a receiver), and leaves the server fine for the next request.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! paged by an opaque cursor in id order (no duplicates, no omissions, even when
 //! integrations are created between pages), filtered by state and project, and bad
 //! parameters answer 400 JSON naming the parameter.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

@@ -6,6 +6,7 @@
 //!
 //! Lag is measured per impression: the key carries the send time, the receiver records
 //! the receive time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

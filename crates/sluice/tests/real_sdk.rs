@@ -6,6 +6,7 @@
 //!
 //! Needs `python3` with `splitio_client` (`pip install splitio_client==10.7.0`); `.ci/run`
 //! installs it. Without it the test fails when `CI` is set and is skipped otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 use common::AdminCalls as _;

@@ -1,6 +1,7 @@
 //! Clean restarts on the same data directory: undelivered impressions are delivered after
 //! the restart (the pending batch keeps its `webhook-id`), and configuration, the manual
 //! pause and the generated admin token survive.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! TLS on the listener (`--tls-cert`/`--tls-key`, SPEC §6): a generated certificate, real
 //! HTTPS clients on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use sluice::serve::{self, ServeOptions};
 use sluice_store::ImpressionLog;

@@ -15,6 +15,10 @@ pub fn client_tls_config() -> Arc<rustls::ClientConfig> {
     CONFIG.get_or_init(|| Arc::new(build())).clone()
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "fails only on a build misconfiguration, never on input or the network"
+)]
 fn build() -> rustls::ClientConfig {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
