@@ -1,6 +1,7 @@
 //! How store errors answer over HTTP, against the API served on 127.0.0.1:0 with the
 //! in-memory store: a permanent error (an entry over the log's size limit) is a 413 with a
 //! JSON message and no `Retry-After`; a transient one is a 503 with `Retry-After`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use serde_json::{Value, json};
 use sluice_api::auth::token_digest;

@@ -8,6 +8,7 @@
 //! `SLUICE_CHROMEDRIVER`). Without them the test is skipped with a message — except under
 //! `CI=true`, where it fails. With `SLUICE_SCREENSHOTS=DIR` it also saves PNG screenshots
 //! of the overview, the list and an integration page there (docs/screenshots/).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Graceful shutdown of an in-process server is bounded: an export still streaming to a
 //! client that does not read is cut after `shutdown_grace`, the server stops, and the log
 //! is closed (off the async workers).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use serde_json::{Value, json};
 use sluice::serve::{self, ServeOptions};
