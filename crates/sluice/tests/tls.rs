@@ -42,6 +42,17 @@ fn options(dir: &Path, cert: &Path, key: &Path) -> ServeOptions {
     }
 }
 
+/// A server with a freshly generated certificate (the TempDir keeps its data alive).
+async fn tls_server() -> (tempfile::TempDir, Cert, serve::Server) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let c = generate();
+    let (cert, key) = write(tmp.path(), &c);
+    let server = serve::start(options(tmp.path(), &cert, &key))
+        .await
+        .expect("starts with TLS");
+    (tmp, c, server)
+}
+
 fn trusting(c: &Cert) -> reqwest::Client {
     sluice::install_crypto_provider();
     let root = reqwest::Certificate::from_pem(c.cert_pem.as_bytes()).expect("root cert");
@@ -54,12 +65,7 @@ fn trusting(c: &Cert) -> reqwest::Client {
 
 #[tokio::test]
 async fn https_serves_admin_and_ingest_with_a_generated_certificate() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let c = generate();
-    let (cert, key) = write(tmp.path(), &c);
-    let server = serve::start(options(tmp.path(), &cert, &key))
-        .await
-        .expect("starts with TLS");
+    let (_tmp, c, server) = tls_server().await;
     assert!(
         server.url("/").starts_with("https://"),
         "{}",
@@ -103,12 +109,7 @@ async fn https_serves_admin_and_ingest_with_a_generated_certificate() {
 
 #[tokio::test]
 async fn plain_http_and_untrusting_clients_get_no_answer() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let c = generate();
-    let (cert, key) = write(tmp.path(), &c);
-    let server = serve::start(options(tmp.path(), &cert, &key))
-        .await
-        .expect("starts with TLS");
+    let (_tmp, c, server) = tls_server().await;
     sluice::install_crypto_provider();
     let plain = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -136,12 +137,7 @@ async fn plain_http_and_untrusting_clients_get_no_answer() {
 
 #[tokio::test]
 async fn a_silent_connection_does_not_hold_up_other_clients() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let c = generate();
-    let (cert, key) = write(tmp.path(), &c);
-    let server = serve::start(options(tmp.path(), &cert, &key))
-        .await
-        .expect("starts with TLS");
+    let (_tmp, c, server) = tls_server().await;
     // Connections that never start their handshake (the handshake timeout is 10 s).
     let mut silent = Vec::new();
     for _ in 0..8 {
