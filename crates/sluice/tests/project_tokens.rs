@@ -125,7 +125,12 @@ async fn a_project_token_sees_and_changes_only_its_project() {
     // Creating or moving anything into another project is refused (403); another
     // project's environment, referenced from an own integration, does not exist (400).
     let refused = [
-        (Method::POST, "/v1/environments", json!({"name": "X", "project": "globex"}), 403),
+        (
+            Method::POST,
+            "/v1/environments",
+            json!({"name": "X", "project": "globex"}),
+            403,
+        ),
         (
             Method::POST,
             "/v1/integrations",
@@ -133,7 +138,12 @@ async fn a_project_token_sees_and_changes_only_its_project() {
                    "environments": ["env-g"]}),
             403,
         ),
-        (Method::PATCH, "/v1/environments/env-a", json!({"project": "globex"}), 403),
+        (
+            Method::PATCH,
+            "/v1/environments/env-a",
+            json!({"project": "globex"}),
+            403,
+        ),
         (
             Method::POST,
             "/v1/integrations",
