@@ -210,6 +210,40 @@ impl AdminClient {
         self.delete(&path(&["v1", "environments", id])).await
     }
 
+    /// `GET /v1/environments/{id}`.
+    pub async fn environment(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&path(&["v1", "environments", id])).await
+    }
+
+    /// `PATCH /v1/environments/{id}`: a JSON merge patch (only the members given change).
+    pub async fn patch_environment(&self, id: &str, patch: &Value) -> Result<Value, ClientError> {
+        self.call(Method::PATCH, &path(&["v1", "environments", id]), Some(patch))
+            .await
+    }
+
+    /// `GET /v1/integrations/{id}` (the secret redacted).
+    pub async fn integration(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&path(&["v1", "integrations", id])).await
+    }
+
+    /// `PATCH /v1/integrations/{id}`: a JSON merge patch (only the members given change).
+    pub async fn patch_integration(&self, id: &str, patch: &Value) -> Result<Value, ClientError> {
+        self.call(Method::PATCH, &path(&["v1", "integrations", id]), Some(patch))
+            .await
+    }
+
+    /// `POST /v1/integrations/{id}/replay` with `{"gapId"}` or `{"from","to"}`: the job.
+    pub async fn replay(&self, id: &str, body: &Value) -> Result<Value, ClientError> {
+        self.post(&path(&["v1", "integrations", id, "replay"]), body)
+            .await
+    }
+
+    /// `GET /v1/integrations/{id}/replays`.
+    pub async fn replays(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&path(&["v1", "integrations", id, "replays"]))
+            .await
+    }
+
     /// `GET /v1/integrations`.
     pub async fn integrations(&self) -> Result<Value, ClientError> {
         self.get("/v1/integrations").await

@@ -1,7 +1,7 @@
 //! The `sluice` command line.
 
 use clap::{Parser, Subcommand};
-use sluice::admin_cli::{self, ApiArgs, EnvCmd, IntegrationCmd};
+use sluice::admin_cli::{self, ApiArgs, EnvCmd, IntegrationCmd, OutputArgs};
 use sluice::serve::{self, ServeOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +41,8 @@ enum Cmd {
     Env {
         #[command(flatten)]
         api: ApiArgs,
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(subcommand)]
         cmd: EnvCmd,
     },
@@ -48,6 +50,8 @@ enum Cmd {
     Integration {
         #[command(flatten)]
         api: ApiArgs,
+        #[command(flatten)]
+        out: OutputArgs,
         #[command(subcommand)]
         cmd: IntegrationCmd,
     },
@@ -55,11 +59,12 @@ enum Cmd {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long)]
+    /// Address to listen on [default: 127.0.0.1:8080, or the config file's `listen`].
+    #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Where the log and metadata live.
-    #[arg(long)]
+    /// Where the log and metadata live [default: ./sluice-data, or the config file's
+    /// `data-dir`].
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// A TOML file with the same settings (kebab-case keys); flags override it.
     #[arg(long)]
@@ -166,8 +171,10 @@ fn main() -> std::process::ExitCode {
             Cmd::Demo(a) => sluice::demo::run(a).await,
             Cmd::Bench { args } => sluice::bench_cli::run(&args),
             Cmd::Export(a) => sluice::export_cli::run(a).await,
-            Cmd::Env { api, cmd } => admin_cli::env_cmd(&api, cmd).await,
-            Cmd::Integration { api, cmd } => admin_cli::integration_cmd(&api, cmd).await,
+            Cmd::Env { api, out, cmd } => admin_cli::env_cmd(&api, &out, cmd).await,
+            Cmd::Integration { api, out, cmd } => {
+                admin_cli::integration_cmd(&api, &out, cmd).await
+            },
         }
     });
     match result {
