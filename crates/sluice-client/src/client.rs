@@ -217,8 +217,12 @@ impl AdminClient {
 
     /// `PATCH /v1/environments/{id}`: a JSON merge patch (only the members given change).
     pub async fn patch_environment(&self, id: &str, patch: &Value) -> Result<Value, ClientError> {
-        self.call(Method::PATCH, &path(&["v1", "environments", id]), Some(patch))
-            .await
+        self.call(
+            Method::PATCH,
+            &path(&["v1", "environments", id]),
+            Some(patch),
+        )
+        .await
     }
 
     /// `GET /v1/integrations/{id}` (the secret redacted).
@@ -228,8 +232,12 @@ impl AdminClient {
 
     /// `PATCH /v1/integrations/{id}`: a JSON merge patch (only the members given change).
     pub async fn patch_integration(&self, id: &str, patch: &Value) -> Result<Value, ClientError> {
-        self.call(Method::PATCH, &path(&["v1", "integrations", id]), Some(patch))
-            .await
+        self.call(
+            Method::PATCH,
+            &path(&["v1", "integrations", id]),
+            Some(patch),
+        )
+        .await
     }
 
     /// `POST /v1/integrations/{id}/replay` with `{"gapId"}` or `{"from","to"}`: the job.

@@ -172,9 +172,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Bench { args } => sluice::bench_cli::run(&args),
             Cmd::Export(a) => sluice::export_cli::run(a).await,
             Cmd::Env { api, out, cmd } => admin_cli::env_cmd(&api, &out, cmd).await,
-            Cmd::Integration { api, out, cmd } => {
-                admin_cli::integration_cmd(&api, &out, cmd).await
-            },
+            Cmd::Integration { api, out, cmd } => admin_cli::integration_cmd(&api, &out, cmd).await,
         }
     });
     match result {

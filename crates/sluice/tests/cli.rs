@@ -44,7 +44,10 @@ async fn json(server: &str, args: &[&str]) -> Value {
 
 /// The server as HOST:PORT, without a scheme (accepted: http:// is assumed).
 fn bare(s: &Sluice) -> String {
-    s.url("").trim_start_matches("http://").trim_end_matches('/').to_owned()
+    s.url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 #[tokio::test]
@@ -55,7 +58,15 @@ async fn env_commands_print_tables_and_blocks_and_refuse_duplicate_names() {
 
     let out = ok(
         server,
-        &["env", "create", "Production", "--id", "prod", "--sdk-key", "key-prod-1"],
+        &[
+            "env",
+            "create",
+            "Production",
+            "--id",
+            "prod",
+            "--sdk-key",
+            "key-prod-1",
+        ],
     )
     .await;
     assert_eq!(
@@ -178,7 +189,10 @@ async fn integration_commands_show_update_status_attempts_gaps_replay_test_and_d
     )
     .await;
     assert!(created.starts_with("created integration\n"), "{created}");
-    assert!(!created.contains("s3cret"), "the secret was printed: {created}");
+    assert!(
+        !created.contains("s3cret"),
+        "the secret was printed: {created}"
+    );
 
     let list = ok(server, &["integration", "list"]).await;
     assert_eq!(
@@ -220,7 +234,13 @@ async fn integration_commands_show_update_status_attempts_gaps_replay_test_and_d
     // update = PATCH: only the given field changes.
     let updated = json(
         server,
-        &["integration", "update", "hook", "--flush-interval-ms", "250"],
+        &[
+            "integration",
+            "update",
+            "hook",
+            "--flush-interval-ms",
+            "250",
+        ],
     )
     .await;
     assert_eq!(updated["flushIntervalMs"], 250);
@@ -251,7 +271,10 @@ async fn integration_commands_show_update_status_attempts_gaps_replay_test_and_d
         ],
         "{status}"
     );
-    assert!(status.contains("state:                active\n"), "{status}");
+    assert!(
+        status.contains("state:                active\n"),
+        "{status}"
+    );
 
     let paused = ok(server, &["integration", "pause", "hook"]).await;
     assert!(
@@ -264,7 +287,10 @@ async fn integration_commands_show_update_status_attempts_gaps_replay_test_and_d
         resumed.starts_with("resumed integration hook\nid:"),
         "{resumed}"
     );
-    assert!(resumed.contains("manuallyPaused:       false\n"), "{resumed}");
+    assert!(
+        resumed.contains("manuallyPaused:       false\n"),
+        "{resumed}"
+    );
 
     let tested = ok(server, &["integration", "test", "hook"]).await;
     assert!(
@@ -317,7 +343,10 @@ async fn integration_commands_show_update_status_attempts_gaps_replay_test_and_d
     )
     .await;
     assert!(replay.starts_with("started replay job\nid:"), "{replay}");
-    assert!(replay.contains("\nfrom:                 1970-01-01T00:00:00Z\n"), "{replay}");
+    assert!(
+        replay.contains("\nfrom:                 1970-01-01T00:00:00Z\n"),
+        "{replay}"
+    );
     let replays = ok(server, &["integration", "replays", "hook"]).await;
     assert!(
         replays.starts_with("ID ") && replays.lines().count() == 2,

@@ -1,7 +1,7 @@
 //! `sluice env …`: environments over the admin API.
 
 use super::output::{block, emit, emit_json, rows, table};
-use super::{ApiArgs, OutputArgs, EnvCmd, client};
+use super::{ApiArgs, EnvCmd, OutputArgs, client};
 use serde_json::{Value, json};
 use sluice_client::AdminClient;
 
@@ -85,7 +85,10 @@ fn list_table(v: &Value) -> String {
     let mut r = rows(v, &["id", "name", "project"]);
     if let Some(items) = v.as_array() {
         for (row, item) in r.iter_mut().zip(items) {
-            let keys = item.get("sdkKeys").and_then(Value::as_array).map_or(0, Vec::len);
+            let keys = item
+                .get("sdkKeys")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             row.push(keys.to_string());
         }
     }

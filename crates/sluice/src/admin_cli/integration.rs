@@ -1,7 +1,7 @@
 //! `sluice integration …`: integrations over the admin API.
 
 use super::output::{block, emit, emit_json, rows, table};
-use super::{ApiArgs, OutputArgs, IntegrationCmd, client};
+use super::{ApiArgs, IntegrationCmd, OutputArgs, client};
 use serde_json::{Value, json};
 
 const STATUS: &[&str] = &[
@@ -44,7 +44,11 @@ const TEST: &[&str] = &[
     "response",
 ];
 
-pub async fn integration_cmd(args: &ApiArgs, out: &OutputArgs, cmd: IntegrationCmd) -> anyhow::Result<()> {
+pub async fn integration_cmd(
+    args: &ApiArgs,
+    out: &OutputArgs,
+    cmd: IntegrationCmd,
+) -> anyhow::Result<()> {
     let api = client(args)?;
     let (v, human) = match cmd {
         IntegrationCmd::List => {

@@ -52,7 +52,8 @@ pub fn member(item: &Value, key: &str) -> String {
 
 fn rfc3339(ms: i64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 fn is_scalar(v: &Value) -> bool {
@@ -96,12 +97,7 @@ pub fn rows(items: &Value, columns: &[&str]) -> Vec<Vec<String>> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|item| {
-                    columns
-                        .iter()
-                        .map(|c| member(item, c))
-                        .collect()
-                })
+                .map(|item| columns.iter().map(|c| member(item, c)).collect())
                 .collect()
         })
         .unwrap_or_default()
@@ -154,10 +150,7 @@ mod tests {
                 vec!["bbbb".into(), "QA".into(), "".into()],
             ],
         );
-        assert_eq!(
-            t,
-            "ID    NAME        KEYS\na     Production  1\nbbbb  QA\n"
-        );
+        assert_eq!(t, "ID    NAME        KEYS\na     Production  1\nbbbb  QA\n");
     }
 
     #[test]
@@ -175,7 +168,10 @@ mod tests {
             "id:      e1\nn:       3\nsdkKeys: k\n"
         );
         assert_eq!(
-            block(&json!({"time": 1_700_000_000_123_i64, "x": 1}), Some(&["time"])),
+            block(
+                &json!({"time": 1_700_000_000_123_i64, "x": 1}),
+                Some(&["time"])
+            ),
             "time: 2023-11-14T22:13:20.123Z\n"
         );
     }
