@@ -188,6 +188,11 @@ impl Health {
         self.consecutive_failures = 0;
     }
 
+    /// The most recent pause (for the log line of a transition just made).
+    pub fn last_pause(&self) -> Option<&PauseEvent> {
+        self.history.back()
+    }
+
     pub fn pause_count(&self) -> u32 {
         self.pauses
     }

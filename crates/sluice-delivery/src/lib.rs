@@ -25,6 +25,7 @@ pub mod cursor;
 pub mod encode;
 pub mod endpoint;
 pub mod engine;
+mod events;
 pub mod gaps;
 pub mod health;
 pub mod http;

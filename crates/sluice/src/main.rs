@@ -57,8 +57,21 @@ enum Cmd {
     },
 }
 
+/// How the server's log lines (on stderr) are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (fields `timestamp`, `level`, `fields`, `target`).
+    Json,
+}
+
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
+    /// Log format on stderr: text, or json (one object per line).
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Address to listen on [default: 127.0.0.1:8080, or the config file's `listen`].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -141,14 +154,25 @@ fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
     Ok(o)
 }
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
+/// Logs go to stderr, filtered by `SLUICE_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    init_logging(match &cli.cmd {
+        Cmd::Serve(a) => a.log_format,
+        _ => LogFormat::Text,
+    });
     sluice::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

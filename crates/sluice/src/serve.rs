@@ -203,6 +203,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         RedbMeta::open(&opts.data_dir.join("meta.redb")).context("opening the metadata store")?,
     );
     let catalog = Arc::new(Catalog::load(meta).await.context("loading configuration")?);
+    let loaded = {
+        let snap = catalog.snapshot();
+        (
+            snap.projects.len(),
+            snap.environments.len(),
+            snap.integrations.len(),
+        )
+    };
     let (token, from_data_dir) = admin_token(&opts)?;
     let policy = AddressPolicy {
         allow_private: opts.allow_private_destinations,
@@ -234,6 +242,20 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
+    tracing::info!(
+        event = "started",
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %addr,
+        scheme,
+        store = "embedded",
+        data_dir = %opts.data_dir.display(),
+        projects = loaded.0,
+        environments = loaded.1,
+        integrations = loaded.2,
+        "sluice listening on {scheme}://{addr} (embedded store in {}; {} integrations)",
+        opts.data_dir.display(),
+        loaded.2
+    );
     if opts.banner {
         println!(
             "sluice {} listening on {scheme}://{addr}",
@@ -268,14 +290,18 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     let grace = opts.shutdown_grace;
     let task = tokio::spawn(async move {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let began = Arc::new(OnceLock::new());
         let shutdown = {
             let state = state.clone();
+            let began = began.clone();
             async move {
                 tokio::select! {
                     _ = stop_rx.changed() => {},
                     _ = signal() => {},
                 }
                 state.ready.store(false, Ordering::Relaxed);
+                let _ = began.set(std::time::Instant::now());
+                tracing::info!(event = "shutting_down", "shutting down");
                 let _ = stopping_tx.send(());
             }
         };
@@ -296,6 +322,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
             tracing::error!(error = %e, "closing the impression log failed");
         }
         drop(lock);
+        let took_ms = began.get().map_or(0, |t| t.elapsed().as_millis() as u64);
+        tracing::info!(event = "stopped", took_ms, "stopped in {took_ms} ms");
     });
     Ok(Server {
         addr,

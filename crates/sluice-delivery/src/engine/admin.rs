@@ -226,6 +226,7 @@ impl DeliveryEngine {
             )
             .await?;
         self.shared_for(integ, true).manual_pause.send_replace(true);
+        crate::events::manual(integ, true);
         Ok(())
     }
 
@@ -238,6 +239,7 @@ impl DeliveryEngine {
         let s = self.shared_for(integ, false);
         s.with(|st| st.health.reset());
         s.manual_pause.send_replace(false);
+        crate::events::manual(integ, false);
         Ok(())
     }
 

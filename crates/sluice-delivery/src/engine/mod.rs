@@ -278,6 +278,7 @@ impl DeliveryEngine {
         }
         let job = plan(&self.ctx, &integ, &req).await?;
         replay::save_job(self.ctx.meta.as_ref(), &job).await?;
+        crate::events::replay_started(&integ, &job);
         let active = self
             .spawn_replay(integ.clone(), job.clone())
             .map_err(|e| ReplayError::Invalid(format!("cannot build HTTP client: {e}")))?;

@@ -202,8 +202,8 @@ impl Lane {
             closed_by: None,
             lost_impressions: 0,
         };
-        record_gap(self.ctx.meta.as_ref(), gap).await?;
-        tracing::warn!(integration = %self.integ.id, env = %self.env, from, to, reason = reason.as_str(), "skipped backlog recorded as a gap");
+        let gap = record_gap(self.ctx.meta.as_ref(), gap).await?;
+        crate::events::gap_recorded(&self.integ, &gap);
         self.position = Some(to);
         self.save().await?;
         metrics::counter!("sluice_gap_impressions_total", "integration" => self.integ.id.clone())

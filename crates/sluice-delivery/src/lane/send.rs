@@ -80,7 +80,10 @@ impl Lane {
         };
         let probing = if probing {
             match self.shared.with(|s| s.health.tick(Instant::now())) {
-                Phase::Probing => true,
+                Phase::Probing => {
+                    crate::events::probing(&self.integ, &self.env);
+                    true
+                }
                 Phase::Active => false,
                 Phase::Paused { .. } => return Err(batch),
             }
@@ -98,14 +101,19 @@ impl Lane {
         let ok = first.is_delivered();
         let now_ms = self.ctx.now_ms();
         if probing {
-            self.shared
-                .with(|s| s.health.record_probe(ok, Instant::now(), now_ms, jitter()));
+            let pause = self.shared.with(|s| {
+                s.health.record_probe(ok, Instant::now(), now_ms, jitter());
+                s.health.last_pause().cloned()
+            });
+            if ok {
+                crate::events::resumed(&self.integ, &self.env);
+            } else if let Some(p) = pause {
+                crate::events::paused(&self.integ, &self.env, &p);
+            }
             self.note_retry_after(&first);
             return if ok { Ok(Delivered(batch)) } else { Err(batch) };
         }
-        let paused = self
-            .shared
-            .with(|s| s.health.record(ok, Instant::now(), now_ms, jitter()));
+        let paused = self.record(ok, now_ms);
         if ok {
             return Ok(Delivered(batch));
         }
@@ -122,8 +130,7 @@ impl Lane {
         drop(permit);
         let ok = second.is_delivered();
         let now_ms = self.ctx.now_ms();
-        self.shared
-            .with(|s| s.health.record(ok, Instant::now(), now_ms, jitter()));
+        self.record(ok, now_ms);
         if ok {
             Ok(Delivered(batch))
         } else {
@@ -139,6 +146,21 @@ impl Lane {
                 .map(|d| d.min(Duration::from_millis(self.integ.protection.max_cooldown_ms))),
             _ => None,
         }
+    }
+
+    /// Records a live attempt's outcome; logs the pause if this attempt caused one.
+    fn record(&self, ok: bool, now_ms: i64) -> bool {
+        let pause = self.shared.with(|s| {
+            if s.health.record(ok, Instant::now(), now_ms, jitter()) {
+                s.health.last_pause().cloned()
+            } else {
+                None
+            }
+        });
+        if let Some(p) = &pause {
+            crate::events::paused(&self.integ, &self.env, p);
+        }
+        pause.is_some()
     }
 
     fn note_retry_after(&mut self, o: &Outcome) {

@@ -236,7 +236,7 @@ impl ReplayRun {
         if let Some(gap) = &job.gap_id {
             settle_gap(self.ctx.meta.as_ref(), &job, gap).await;
         }
-        tracing::info!(integration = %job.integration_id, job = %job.id, impressions = job.delivered_impressions, lost = job.lost_offsets, "replay done");
+        crate::events::replay_finished(&self.integ, &job);
     }
 }
 
