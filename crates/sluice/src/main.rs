@@ -154,11 +154,12 @@ fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
     Ok(o)
 }
 
-/// Logs go to stderr, filtered by `SLUICE_LOG` (default `info`).
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr, filtered by `SLUICE_LOG` (default `default_filter`).
+fn init_logging(format: LogFormat, default_filter: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr);
     match format {
@@ -169,10 +170,13 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(match &cli.cmd {
-        Cmd::Serve(a) => a.log_format,
-        _ => LogFormat::Text,
-    });
+    match &cli.cmd {
+        Cmd::Serve(a) => init_logging(a.log_format, "info"),
+        // The demo's live view owns the terminal: its server's state changes are what it
+        // draws, so only warnings go to stderr.
+        Cmd::Demo(_) => init_logging(LogFormat::Text, "warn"),
+        _ => init_logging(LogFormat::Text, "info"),
+    }
     sluice::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
