@@ -240,9 +240,17 @@ async fn killing_the_kv_leader_keeps_compare_and_swap_exact() {
         acked += a;
         unknown += u;
     }
+    // A KV get may be answered by a replica that has not applied the last write yet
+    // (direct gets are not linearizable), so the value read back is confirmed by writing it
+    // again at the revision it was read with: that succeeds only if it is the latest.
     let deadline = Instant::now() + HANG_GUARD;
     let value = loop {
-        if let Ok(Some(v)) = meta.get(b, "counter").await {
+        if let Ok(Some(v)) = meta.get(b, "counter").await
+            && meta
+                .put(b, "counter", v.value.clone(), Expect::Revision(v.revision))
+                .await
+                .is_ok()
+        {
             break std::str::from_utf8(&v.value)
                 .unwrap()
                 .parse::<u64>()
