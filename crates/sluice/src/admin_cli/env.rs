@@ -1,6 +1,6 @@
 //! `sluice env …`: environments over the admin API.
 
-use super::output::{block, emit, emit_json, rows, table};
+use super::output::{answer, block, rows, set_given, table};
 use super::{ApiArgs, EnvCmd, OutputArgs, client};
 use serde_json::{Value, json};
 use sluice_client::AdminClient;
@@ -31,12 +31,8 @@ pub async fn env_cmd(args: &ApiArgs, out: &OutputArgs, cmd: EnvCmd) -> anyhow::R
                 refuse_duplicate(&api, &name, project.as_deref()).await?;
             }
             let mut body = json!({ "name": name });
-            if let Some(id) = id {
-                body["id"] = id.into();
-            }
-            if let Some(p) = project {
-                body["project"] = p.into();
-            }
+            set_given(&mut body, "id", id);
+            set_given(&mut body, "project", project);
             if !sdk_keys.is_empty() {
                 body["sdkKeys"] = sdk_keys.into();
             }
@@ -51,12 +47,8 @@ pub async fn env_cmd(args: &ApiArgs, out: &OutputArgs, cmd: EnvCmd) -> anyhow::R
             sdk_keys,
         } => {
             let mut patch = json!({});
-            if let Some(n) = name {
-                patch["name"] = n.into();
-            }
-            if let Some(p) = project {
-                patch["project"] = p.into();
-            }
+            set_given(&mut patch, "name", name);
+            set_given(&mut patch, "project", project);
             if !sdk_keys.is_empty() {
                 patch["sdkKeys"] = sdk_keys.into();
             }
@@ -73,11 +65,7 @@ pub async fn env_cmd(args: &ApiArgs, out: &OutputArgs, cmd: EnvCmd) -> anyhow::R
             (v, human)
         }
     };
-    if out.json {
-        emit_json(&v);
-    } else {
-        emit(&human);
-    }
+    answer(out.json, &v, &human);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `sluice integration …`: integrations over the admin API.
 
-use super::output::{block, emit, emit_json, rows, table};
+use super::output::{answer, block, rows, set_given, table};
 use super::{ApiArgs, IntegrationCmd, OutputArgs, client};
 use serde_json::{Value, json};
 
@@ -73,18 +73,10 @@ pub async fn integration_cmd(
             no_gzip,
         } => {
             let mut body = json!({ "name": name, "url": url, "environments": environments });
-            if let Some(id) = id {
-                body["id"] = id.into();
-            }
-            if let Some(s) = secret {
-                body["secret"] = s.into();
-            }
-            if let Some(f) = flush_interval_ms {
-                body["flushIntervalMs"] = f.into();
-            }
-            if let Some(m) = max_batch_impressions {
-                body["maxBatchImpressions"] = m.into();
-            }
+            set_given(&mut body, "id", id);
+            set_given(&mut body, "secret", secret);
+            set_given(&mut body, "flushIntervalMs", flush_interval_ms);
+            set_given(&mut body, "maxBatchImpressions", max_batch_impressions);
             if no_gzip {
                 body["gzip"] = false.into();
             }
@@ -103,27 +95,15 @@ pub async fn integration_cmd(
             gzip,
         } => {
             let mut patch = json!({});
-            if let Some(n) = name {
-                patch["name"] = n.into();
-            }
-            if let Some(u) = url {
-                patch["url"] = u.into();
-            }
+            set_given(&mut patch, "name", name);
+            set_given(&mut patch, "url", url);
             if !environments.is_empty() {
                 patch["environments"] = environments.into();
             }
-            if let Some(s) = secret {
-                patch["secret"] = s.into();
-            }
-            if let Some(f) = flush_interval_ms {
-                patch["flushIntervalMs"] = f.into();
-            }
-            if let Some(m) = max_batch_impressions {
-                patch["maxBatchImpressions"] = m.into();
-            }
-            if let Some(g) = gzip {
-                patch["gzip"] = g.into();
-            }
+            set_given(&mut patch, "secret", secret);
+            set_given(&mut patch, "flushIntervalMs", flush_interval_ms);
+            set_given(&mut patch, "maxBatchImpressions", max_batch_impressions);
+            set_given(&mut patch, "gzip", gzip);
             if patch.as_object().is_some_and(|o| o.is_empty()) {
                 anyhow::bail!(
                     "nothing to change: give --name, --url, --env, --secret, \
@@ -245,11 +225,7 @@ pub async fn integration_cmd(
             (v, human)
         }
     };
-    if out.json {
-        emit_json(&v);
-    } else {
-        emit(&human);
-    }
+    answer(out.json, &v, &human);
     Ok(())
 }
 

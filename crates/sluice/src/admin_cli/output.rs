@@ -136,6 +136,22 @@ pub fn emit_json(v: &Value) {
     ));
 }
 
+/// The server's answer as `--json` asked, else the human text.
+pub fn answer(json: bool, v: &Value, human: &str) {
+    if json {
+        emit_json(v);
+    } else {
+        emit(human);
+    }
+}
+
+/// Sets `body[key]` when an option was given (request bodies hold only what the user named).
+pub fn set_given(body: &mut Value, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(v) = value {
+        body[key] = v.into();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
