@@ -52,13 +52,12 @@ pub async fn require_admin(
             "admin routes need Authorization: Bearer <admin token or project token>",
         ));
     };
-    let is_admin: bool = token_digest(token)
-        .ct_eq(&state.config.admin_token_digest)
-        .into();
+    let digest = token_digest(token);
+    let is_admin: bool = digest.ct_eq(&state.config.admin_token_digest).into();
     let scope = if is_admin {
         Scope::Admin
     } else {
-        match tokens::lookup(state.catalog.meta().as_ref(), token).await? {
+        match tokens::lookup(state.catalog.meta().as_ref(), &digest).await? {
             Some(t) => Scope::Project(t.project),
             None => {
                 // A wrong token is a guess; a missing one is not, and is not counted.

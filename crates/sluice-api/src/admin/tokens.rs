@@ -49,8 +49,8 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
-fn key(secret: &str) -> String {
-    let digest = token_digest(secret);
+/// The key a token is stored under, from the token's digest.
+fn key(digest: &[u8; 32]) -> String {
     let mut k = String::with_capacity(PREFIX.len() + 64);
     k.push_str(PREFIX);
     for b in digest {
@@ -59,9 +59,13 @@ fn key(secret: &str) -> String {
     k
 }
 
-/// The project a presented token opens, if it is a live project token.
-pub async fn lookup(meta: &dyn MetaStore, secret: &str) -> Result<Option<ProjectToken>, ApiError> {
-    let Some(v) = meta.get(Bucket::State, &key(secret)).await? else {
+/// The project a presented token opens, if it is a live project token (`digest`:
+/// [`token_digest`] of the presented token, which authentication computed already).
+pub async fn lookup(
+    meta: &dyn MetaStore,
+    digest: &[u8; 32],
+) -> Result<Option<ProjectToken>, ApiError> {
+    let Some(v) = meta.get(Bucket::State, &key(digest)).await? else {
         return Ok(None);
     };
     Ok(serde_json::from_slice(&v.value).ok())
@@ -132,7 +136,12 @@ pub async fn create(
         .map_err(|e| ApiError::bad_request(format!("cannot store the token: {e}")))?;
     s.catalog
         .meta()
-        .put(Bucket::State, &key(&secret), value, Expect::Absent)
+        .put(
+            Bucket::State,
+            &key(&token_digest(&secret)),
+            value,
+            Expect::Absent,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })))
 }
