@@ -1,6 +1,10 @@
 //! Supervision: a delivery task (an integration's task, a lane) that ends while it should
 //! be running — it returned, or it panicked — is restarted after a backoff, and said so in
 //! the log and the `sluice_delivery_restarts_total` metric. Nothing is lost silently.
+//!
+//! A restart is a WARN line with the reason (the task returned, or its panic message);
+//! only a task that keeps failing — [`KEEPS_FAILING`] restarts in a row, each ending before
+//! it ran `reset_after` — is logged at ERROR.
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,6 +30,15 @@ impl Default for Backoff {
     }
 }
 
+/// Restarts in a row (each run shorter than `reset_after`) from which a task is said to
+/// keep failing and its restarts are logged at ERROR instead of WARN.
+pub const KEEPS_FAILING: u32 = 3;
+
+/// Whether the `restarts_in_a_row`-th consecutive restart is logged at ERROR (else WARN).
+pub fn keeps_failing(restarts_in_a_row: u32) -> bool {
+    restarts_in_a_row >= KEEPS_FAILING
+}
+
 /// Returns once `stop` is true (or its sender is gone). Holds no borrow of the value.
 pub async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
@@ -44,6 +57,7 @@ pub async fn supervise<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut wait = backoff.initial;
+    let mut in_a_row = 0u32;
     loop {
         if *stop.borrow_and_update() {
             return;
@@ -62,14 +76,18 @@ pub async fn supervise<F, Fut>(
         }
         if started.elapsed() >= backoff.reset_after {
             wait = backoff.initial;
+            in_a_row = 0;
         }
-        match ended {
-            Ok(()) => {
-                tracing::error!(task = %what, restart_in_ms = wait.as_millis() as u64, "delivery task ended; restarting")
-            }
-            Err(e) => {
-                tracing::error!(task = %what, error = %e, restart_in_ms = wait.as_millis() as u64, "delivery task failed; restarting")
-            }
+        in_a_row += 1;
+        let reason = match ended {
+            Ok(()) => "the task returned".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        let restart_in_ms = wait.as_millis() as u64;
+        if keeps_failing(in_a_row) {
+            tracing::error!(event = "task_restart", task = %what, reason = %reason, restarts_in_a_row = in_a_row, restart_in_ms, "delivery task keeps failing ({in_a_row} restarts in a row): {reason}; restarting in {restart_in_ms} ms");
+        } else {
+            tracing::warn!(event = "task_restart", task = %what, reason = %reason, restarts_in_a_row = in_a_row, restart_in_ms, "delivery task ended ({reason}); restarting in {restart_in_ms} ms");
         }
         metrics::counter!("sluice_delivery_restarts_total").increment(1);
         tokio::select! {
@@ -84,6 +102,14 @@ pub async fn supervise<F, Fut>(
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_restart_is_a_warning_until_the_task_keeps_failing() {
+        assert!(!keeps_failing(1));
+        assert!(!keeps_failing(KEEPS_FAILING - 1));
+        assert!(keeps_failing(KEEPS_FAILING));
+        assert!(keeps_failing(KEEPS_FAILING + 10));
+    }
 
     /// Defect 1: a task that ends (panics or returns) is started again, with a doubling
     /// backoff, until stopped.

@@ -364,7 +364,12 @@ async fn dashboard_in_headless_chromium() {
         .await
         .expect("type");
     click(&c, "#signin-button").await;
-    wait_text(&c, "#signin-error", "The admin token was refused.").await;
+    wait_text(
+        &c,
+        "#signin-error",
+        "The token was refused: give the admin token or a project token.",
+    )
+    .await;
     c.find(Locator::Css("#token"))
         .await
         .expect("token field")

@@ -87,7 +87,7 @@ async function api(method, path, body) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = { detail: text }; }
-  if (r.status === 401) { signOut('The admin token was refused.'); throw new ApiError(401, data); }
+  if (r.status === 401) { signOut('The token was refused: give the admin token or a project token.'); throw new ApiError(401, data); }
   if (!r.ok) throw new ApiError(r.status, data);
   return data;
 }
