@@ -14,6 +14,7 @@ pub mod ops;
 pub mod rate;
 pub mod scope;
 pub mod state;
+pub mod telemetry;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -85,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys/cs", post(ingest::split_accept))
         .route("/api/v1/metrics/config", post(ingest::split_accept))
         .route("/api/v1/metrics/usage", post(ingest::split_accept))
-        .route("/v1/impressions", post(ingest::native));
+        .route("/v1/impressions", post(ingest::native))
+        .route_layer(middleware::from_fn(telemetry::ingest::track));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -26,7 +26,7 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let body = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    let body = crate::telemetry::render(&s).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

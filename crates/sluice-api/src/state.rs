@@ -18,6 +18,9 @@ pub struct ApiConfig {
     pub ingest_rate_per_env: Option<u32>,
     /// Failed admin authentications allowed per client address per minute (0: no limit).
     pub auth_failures_per_minute: u32,
+    /// `/metrics` has one series per integration (state, lag, delivered, failures, pauses,
+    /// gaps); off for very large fleets, leaving the aggregates by state.
+    pub per_integration_metrics: bool,
 }
 
 pub struct Inner {

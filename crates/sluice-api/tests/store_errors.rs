@@ -38,6 +38,7 @@ async fn serve(log: Arc<MemoryLog>) -> String {
         dyn_log,
         engine,
         ApiConfig {
+            per_integration_metrics: true,
             admin_token_digest: token_digest("admin"),
             limits: BodyLimits::default(),
             ingest_rate_per_env: None,

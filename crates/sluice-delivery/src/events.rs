@@ -10,6 +10,7 @@ use sluice_core::model::Integration;
 
 /// Paused by protection (`reason`: failure rate, consecutive failures, probe failed).
 pub fn paused(integ: &Integration, env: &str, p: &PauseEvent) {
+    crate::metrics::paused(false);
     let cooldown_ms = p.cooldown.as_millis() as u64;
     tracing::info!(
         event = "paused",
@@ -29,6 +30,7 @@ pub fn paused(integ: &Integration, env: &str, p: &PauseEvent) {
 /// Paused or resumed by an operator through the admin API.
 pub fn manual(integ: &Integration, paused: bool) {
     if paused {
+        crate::metrics::paused(true);
         tracing::info!(event = "paused", integration = %integ.id, project = %integ.project, reason = "manual", "integration paused by an operator");
     } else {
         tracing::info!(event = "resumed", integration = %integ.id, project = %integ.project, reason = "manual", "integration resumed by an operator");

@@ -13,7 +13,8 @@
 //! - [`context`]: shared handles and the clock; [`endpoint`]: the seam for sending
 //!   (HTTP, or a scripted fake); [`supervise`]: restart with backoff.
 //! - [`batch`], [`cursor`], [`gaps`], [`health`], [`encode`], [`request`], [`http`],
-//!   [`attempts`], [`shared`]: the pieces they are made of.
+//!   [`attempts`], [`shared`]: the pieces they are made of; [`metrics`]: the aggregate
+//!   Prometheus series.
 //!
 //! This crate must never block ingest (it only reads the log) and never let one
 //! integration take another's capacity.
@@ -31,13 +32,16 @@ pub mod health;
 pub mod http;
 mod integration;
 mod lane;
+pub mod metrics;
 pub mod replay;
 pub mod request;
 pub mod shared;
 pub mod supervise;
 
 pub use context::{DeliveryCtx, EngineOptions};
-pub use engine::{DeliveryEngine, IntegrationState, IntegrationStatus, TestResult};
+pub use engine::{
+    DeliveryEngine, IntegrationCounters, IntegrationState, IntegrationStatus, TestResult,
+};
 pub use replay::{ReplayError, ReplayRequest};
 
 #[cfg(test)]

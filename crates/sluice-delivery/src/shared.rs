@@ -4,6 +4,7 @@
 use crate::attempts::{AttemptKind, AttemptLog};
 use crate::health::Health;
 use sluice_core::model::Protection;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tokio::sync::watch;
 
@@ -15,6 +16,11 @@ pub struct SharedState {
     pub failed_attempts: u64,
     pub last_error: Option<String>,
     pub last_success_ms: Option<i64>,
+    /// Failed attempts by [`crate::metrics::failure_reason`] (for per-integration metrics).
+    pub failed_by_reason: BTreeMap<&'static str, u64>,
+    /// Gaps recorded and the impressions they skipped, since the process started.
+    pub gaps: u64,
+    pub gap_impressions: u64,
 }
 
 #[derive(Debug)]
@@ -34,6 +40,9 @@ impl IntegrationShared {
                 failed_attempts: 0,
                 last_error: None,
                 last_success_ms: None,
+                failed_by_reason: BTreeMap::new(),
+                gaps: 0,
+                gap_impressions: 0,
             }),
             manual_pause: watch::Sender::new(manual),
         }
@@ -92,14 +101,11 @@ impl IntegrationShared {
             } else if !ok {
                 s.failed_attempts += 1;
                 s.last_error = error;
+                *s.failed_by_reason
+                    .entry(crate::metrics::failure_reason(outcome))
+                    .or_default() += 1;
             }
         });
-        let id = a.integration_id.to_owned();
-        metrics::counter!("sluice_delivery_attempts_total", "integration" => id.clone(), "kind" => a.kind.as_str(), "result" => if ok { "ok" } else { "error" })
-            .increment(1);
-        if ok && live {
-            metrics::counter!("sluice_delivered_impressions_total", "integration" => id)
-                .increment(u64::from(a.impressions));
-        }
+        crate::metrics::attempt(a.kind, outcome, a.impressions);
     }
 }

@@ -29,7 +29,7 @@ pub mod nats;
 pub use catalog::Catalog;
 pub use error::{Corruption, StoreError, Transient};
 pub use log::{
-    AppendEntry, AppendReceipt, ImpressionLog, LogBounds, MAX_ENTRY_BYTES, StoredEntry,
+    AppendEntry, AppendReceipt, EnvUsage, ImpressionLog, LogBounds, MAX_ENTRY_BYTES, StoredEntry,
     validate_env_id,
 };
 pub use meta::{Bucket, Expect, MetaChange, MetaChanges, MetaStore, MetaWatch, Versioned};

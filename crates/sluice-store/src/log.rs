@@ -128,4 +128,20 @@ pub trait ImpressionLog: Send + Sync + 'static {
 
     /// Removes `env`'s log entirely (its environment was deleted).
     async fn remove(&self, env: &str) -> Result<(), StoreError>;
+
+    /// What each environment's log holds on this machine's disk, for metrics (never
+    /// blocks: from memory). Stores that keep nothing locally report nothing.
+    fn usage(&self) -> Vec<EnvUsage> {
+        Vec::new()
+    }
+}
+
+/// One environment's log on disk (see [`ImpressionLog::usage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvUsage {
+    pub env: String,
+    /// Committed segment bytes.
+    pub bytes: u64,
+    /// Segment files (sealed and active).
+    pub segments: u64,
 }

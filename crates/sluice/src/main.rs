@@ -110,6 +110,11 @@ struct ServeArgs {
     /// default 30).
     #[arg(long)]
     auth_failures_per_minute: Option<u32>,
+    /// One /metrics series per integration (state, lag, delivered, failures, pauses, gaps)
+    /// [default: true]; `--metrics-per-integration=false` for very large fleets keeps only
+    /// the aggregates by state.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    metrics_per_integration: Option<bool>,
 }
 
 fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
@@ -150,6 +155,9 @@ fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
     }
     if let Some(v) = a.auth_failures_per_minute {
         o.auth_failures_per_minute = v;
+    }
+    if let Some(v) = a.metrics_per_integration {
+        o.metrics_per_integration = v;
     }
     Ok(o)
 }

@@ -7,7 +7,6 @@ mod shutdown;
 
 use anyhow::Context as _;
 use ipnet::IpNet;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use sluice_api::auth::token_digest;
 use sluice_api::body::BodyLimits;
@@ -50,6 +49,9 @@ pub struct ServeOptions {
     pub tls_key: Option<PathBuf>,
     /// Failed admin authentications allowed per client address per minute (429 beyond).
     pub auth_failures_per_minute: u32,
+    /// One `/metrics` series per integration (default); off for very large fleets, leaving
+    /// the aggregates by state.
+    pub metrics_per_integration: bool,
     /// Admin token; default: `SLUICE_ADMIN_TOKEN`, else generated into the data dir.
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -77,6 +79,7 @@ impl Default for ServeOptions {
             tls_cert: None,
             tls_key: None,
             auth_failures_per_minute: 30,
+            metrics_per_integration: true,
             admin_token: None,
             banner: true,
             shutdown_grace: Duration::from_secs(10),
@@ -120,17 +123,6 @@ impl Server {
     pub async fn wait(self) {
         let _ = self.task.await;
     }
-}
-
-fn metrics_handle() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|_| handle)
-        })
-        .clone()
 }
 
 fn admin_token(opts: &ServeOptions) -> anyhow::Result<(String, bool)> {
@@ -235,8 +227,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
             limits: BodyLimits::default(),
             ingest_rate_per_env: (opts.ingest_rate_limit > 0).then_some(opts.ingest_rate_limit),
             auth_failures_per_minute: opts.auth_failures_per_minute,
+            per_integration_metrics: opts.metrics_per_integration,
         },
-        metrics_handle(),
+        sluice_api::telemetry::install(),
     );
     let listener = TcpListener::bind(opts.listen)
         .await

@@ -10,11 +10,13 @@
 //! number of failing destinations can delay a healthy one.
 
 mod admin;
+mod counters;
 mod test_send;
 #[cfg(test)]
 mod tests;
 
 pub use admin::{IntegrationState, IntegrationStatus, PauseRecord};
+pub use counters::IntegrationCounters;
 pub use test_send::TestResult;
 
 use crate::context::{DeliveryCtx, EngineOptions};

@@ -206,8 +206,11 @@ impl Lane {
         crate::events::gap_recorded(&self.integ, &gap);
         self.position = Some(to);
         self.save().await?;
-        metrics::counter!("sluice_gap_impressions_total", "integration" => self.integ.id.clone())
-            .increment(to - from);
+        self.shared.with(|s| {
+            s.gaps += 1;
+            s.gap_impressions += to - from;
+        });
+        crate::metrics::gap(to - from);
         Ok(())
     }
 }

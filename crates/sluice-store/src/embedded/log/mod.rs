@@ -407,6 +407,24 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl ImpressionLog for SegmentLog {
+    fn usage(&self) -> Vec<crate::log::EnvUsage> {
+        let mut usage: Vec<crate::log::EnvUsage> = self
+            .shared
+            .all_envs()
+            .iter()
+            .map(|env| {
+                let st = env.read();
+                crate::log::EnvUsage {
+                    env: env.id.clone(),
+                    bytes: st.bytes(),
+                    segments: st.segments.len() as u64,
+                }
+            })
+            .collect();
+        usage.sort_by(|a, b| a.env.cmp(&b.env));
+        usage
+    }
+
     async fn append(&self, env: &str, entry: AppendEntry) -> Result<AppendReceipt, StoreError> {
         validate_env_id(env)?;
         if entry.payload.len() > frame::MAX_PAYLOAD {

@@ -32,6 +32,10 @@ pub(crate) fn enforce(shared: &Shared, now_ms: i64) -> RetentionReport {
             .counters
             .segments_deleted
             .fetch_add(report.segments_deleted, Ordering::Relaxed);
+        metrics::counter!("sluice_log_retention_deleted_segments_total")
+            .increment(report.segments_deleted);
+        metrics::counter!("sluice_log_retention_deleted_bytes_total")
+            .increment(report.bytes_deleted);
         info!(
             segments = report.segments_deleted,
             bytes = report.bytes_deleted,

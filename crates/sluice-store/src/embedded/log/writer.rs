@@ -431,7 +431,9 @@ fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk)
 
 /// Makes a written chunk durable: the file's data, and the directory for a new file.
 fn sync_chunk(shared: &Shared, env: &EnvLog, file: &File, new_segment: bool) -> io::Result<()> {
+    let began = std::time::Instant::now();
     file.sync_data()?;
+    metrics::histogram!("sluice_log_fsync_duration_seconds").record(began.elapsed().as_secs_f64());
     shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
     if new_segment {
         sync_dir(&env.dir)?;
