@@ -3,6 +3,8 @@
 //! environments column, a paused destination's countdown to its next probe and its last
 //! error, and ends with a summary in which nothing was lost.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
+
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! alert rules and Grafana dashboard in docs/ops/ name only metrics a live scrape has
 //! (and the rules pass `promtool`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
+
 mod common;
 
 use common::*;
