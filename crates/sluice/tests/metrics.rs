@@ -376,12 +376,13 @@ async fn per_integration_series_can_be_switched_off() {
     let s = Sluice::start_with(|o| o.metrics_per_integration = false).await;
     let (_ok, _broken) = fleet(&s).await;
     assert_eq!(s.send_bulk(SDK_KEY, &bulk("flag", "k", 3)).await, 200);
-    let sc = scrape_until(&s, "bad paused", |sc| {
+    // `bad` paused holding the 3 impressions; `good` delivered them.
+    let sc = scrape_until(&s, "bad paused, good delivered", |sc| {
         sc.value("sluice_integrations", &[("state", "paused")]) == Some(1.0)
+            && sc.value("sluice_lag_impressions", &[]) == Some(3.0)
     })
     .await;
     assert_eq!(sc.get("sluice_integrations", &[("state", "active")]), 1.0);
-    assert_eq!(sc.get("sluice_lag_impressions", &[]), 3.0);
     let per_integration: Vec<&str> = sc
         .samples
         .iter()
