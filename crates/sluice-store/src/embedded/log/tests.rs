@@ -553,6 +553,15 @@ async fn retention_by_age_and_size() {
     );
     assert_eq!(segment_files(&env_dir), vec![12, 16]);
     assert!(!idx_path(&env_dir, 0).exists());
+    // What `/metrics` reports per environment follows retention.
+    let usage = log.usage();
+    assert_eq!(
+        usage.iter().map(|u| u.env.as_str()).collect::<Vec<_>>(),
+        [ENV, "other"],
+        "in id order"
+    );
+    let env_usage = usage.iter().find(|u| u.env == ENV).unwrap();
+    assert_eq!((env_usage.segments, env_usage.bytes), (2, 2 * 396));
     assert_eq!(
         log.bounds(ENV).await.unwrap(),
         LogBounds {
