@@ -7,6 +7,9 @@
 //! - `sluice bench delivery` — ingests a backlog while one integration is paused, resumes it and
 //!   times how fast the backlog drains to an in-process receiver (gzip, full batches).
 //! - `sluice bench all` — both, one after the other.
+//! - `sluice bench cluster` — scale-out: a local 3-node NATS JetStream cluster and several
+//!   `sluice serve --store nats://…` nodes: ingest at R3, drain, takeover time over many
+//!   kills ([`cluster`]).
 //! - `sluice bench postmortem` — isolation with many integrations, some failing
 //!   ([`postmortem`]).
 //!
@@ -18,6 +21,7 @@
 //! `docs/BENCHMARKS.md` for recorded results.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
+pub mod cluster;
 mod delivery;
 pub mod export;
 mod ingest;
@@ -69,6 +73,9 @@ pub enum Scenario {
     /// Isolation at scale: many integrations, some failing, and the delivery lag of the
     /// healthy ones (see docs/BENCHMARKS.md).
     Postmortem(postmortem::PostmortemArgs),
+    /// Scale-out on a local 3-node NATS JetStream cluster: ingest at R3 through every
+    /// node, drain, and takeover time after kill -9 (needs nats-server 2.10+).
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Options every scenario takes.
@@ -168,6 +175,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn run_scenario(scenario: Scenario) -> anyhow::Result<()> {
     match scenario {
         Scenario::Postmortem(a) => postmortem::run_postmortem(a).await?,
+        Scenario::Cluster(a) => {
+            machine::Machine::detect(&CommonArgs {
+                data_dir: None,
+                keep_data: false,
+                no_fsync_probe: true,
+            })
+            .await
+            .print();
+            cluster::run(&a).await?
+        }
         Scenario::Export(a) => export::run_export_bench(&sluice_exe()?, &a).await?.print(),
         Scenario::Ingest(a) => {
             let m = machine::Machine::detect(&a.common).await;

@@ -5,6 +5,7 @@
 
 use crate::endpoint::{Connector, HttpConnector};
 use crate::http::client_tls_config;
+use crate::ownership::Ownership;
 use sluice_core::address::AddressPolicy;
 use sluice_store::memory::{Clock, SystemClock};
 use sluice_store::{ImpressionLog, MetaStore};
@@ -22,6 +23,8 @@ pub struct EngineOptions {
     pub max_response_bytes: usize,
     /// Wait before the single retry of a failed attempt.
     pub retry_delay: Duration,
+    /// Which integrations this node delivers (all of them when alone).
+    pub ownership: Ownership,
 }
 
 impl Default for EngineOptions {
@@ -31,6 +34,7 @@ impl Default for EngineOptions {
             degraded_concurrency: 32,
             max_response_bytes: 64 * 1024,
             retry_delay: Duration::from_millis(300),
+            ownership: Ownership::sole("local"),
         }
     }
 }

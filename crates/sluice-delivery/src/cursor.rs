@@ -7,6 +7,16 @@
 //! (same fields as [`PinnedBatch`]); [`load`] moves it into `pinned` under its environment
 //! ([`upgrade`]), so the batch is resent under the id it was first sent with. The next
 //! save writes the current shape only.
+//!
+//! **Fencing** (SPEC §7). The record names its `owner` (a node) and an `epoch` that grows
+//! on every change of owner. A node that starts delivering an integration *claims* the
+//! record ([`claim`]: owner = itself, epoch + 1 when it was another's, a compare-and-swap
+//! on the revision it read); from then on every write of the record is a compare-and-swap
+//! on the revision this owner last wrote ([`crate::lane::common::LaneCommon::persist`]).
+//! Another node's claim bumps the revision, so a stale owner's next write fails: it stops,
+//! having at most resent its pinned batch, and can never advance the cursor. Each write
+//! carries a fresh `write` nonce, so a write whose answer was lost (a timeout) is
+//! recognised as applied or not by reading the record back.
 
 use crate::batch::PinnedBatch;
 use serde::{Deserialize, Serialize};
@@ -31,6 +41,15 @@ pub struct CursorRecord {
     /// for a deleted and re-created integration with the same id.
     pub nonce: String,
     pub seq: u64,
+    /// The node delivering the integration (empty before the first claim).
+    #[serde(default)]
+    pub owner: String,
+    /// Grows by one whenever another node claims the record.
+    #[serde(default)]
+    pub epoch: u64,
+    /// A fresh nonce per write: tells whether a write with a lost answer was applied.
+    #[serde(default)]
+    pub write: String,
 }
 
 impl CursorRecord {
@@ -58,10 +77,18 @@ pub async fn load(
     meta: &dyn MetaStore,
     integration: &str,
 ) -> Result<Option<CursorRecord>, StoreError> {
+    Ok(load_versioned(meta, integration).await?.map(|(c, _)| c))
+}
+
+/// The record and its revision.
+pub async fn load_versioned(
+    meta: &dyn MetaStore,
+    integration: &str,
+) -> Result<Option<(CursorRecord, u64)>, StoreError> {
     match meta.get(Bucket::Cursors, integration).await? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v.value)
-            .map(|c| Some(upgrade(c)))
+            .map(|c| Some((upgrade(c), v.revision)))
             .map_err(|e| StoreError::corrupt(format!("cursor of {integration}"), e)),
     }
 }
@@ -76,7 +103,21 @@ pub async fn load_positioned(
     integration: &str,
     environments: &[String],
 ) -> Result<(CursorRecord, bool), StoreError> {
-    let mut c = load(meta, integration).await?.unwrap_or_default();
+    let (c, _, changed) = load_positioned_versioned(meta, log, integration, environments).await?;
+    Ok((c, changed))
+}
+
+/// [`load_positioned`] with the revision read (`None`: no record yet).
+pub async fn load_positioned_versioned(
+    meta: &dyn MetaStore,
+    log: &dyn ImpressionLog,
+    integration: &str,
+    environments: &[String],
+) -> Result<(CursorRecord, Option<u64>, bool), StoreError> {
+    let (mut c, revision) = match load_versioned(meta, integration).await? {
+        Some((c, r)) => (c, Some(r)),
+        None => (CursorRecord::default(), None),
+    };
     let mut changed = false;
     if c.nonce.is_empty() {
         c.nonce = new_nonce();
@@ -88,7 +129,7 @@ pub async fn load_positioned(
             changed = true;
         }
     }
-    Ok((c, changed))
+    Ok((c, revision, changed))
 }
 
 pub async fn save(
@@ -101,6 +142,41 @@ pub async fn save(
     meta.put(Bucket::Cursors, integration, bytes, Expect::Any)
         .await
         .map(|_| ())
+}
+
+/// Writes the record if it is still at `expect` (a fresh `write` nonce is set first);
+/// returns the new revision, or `Conflict`.
+pub async fn save_cas(
+    meta: &dyn MetaStore,
+    integration: &str,
+    c: &mut CursorRecord,
+    expect: Expect,
+) -> Result<u64, StoreError> {
+    c.write = new_nonce();
+    let bytes = serde_json::to_vec(c)
+        .map_err(|e| StoreError::encode(format!("cursor of {integration}"), e))?;
+    meta.put(Bucket::Cursors, integration, bytes, expect).await
+}
+
+/// Makes `node` the owner of the record read at `revision` (`None`: there was none): a
+/// new epoch when it was another node's. A compare-and-swap: `Conflict` when someone
+/// wrote meanwhile. Returns the revision this owner wrote.
+pub async fn claim(
+    meta: &dyn MetaStore,
+    integration: &str,
+    node: &str,
+    c: &mut CursorRecord,
+    revision: Option<u64>,
+) -> Result<u64, StoreError> {
+    if c.owner != node {
+        if !c.owner.is_empty() {
+            tracing::info!(integration, from = %c.owner, to = node, epoch = c.epoch + 1, "taking over delivery of this integration");
+        }
+        c.owner = node.to_owned();
+        c.epoch += 1;
+    }
+    let expect = revision.map_or(Expect::Absent, Expect::Revision);
+    save_cas(meta, integration, c, expect).await
 }
 
 #[cfg(test)]

@@ -38,12 +38,19 @@ impl IntegrationTask {
                 return;
             }
         };
-        // Load (or create) the cursor; retry while the store is unavailable.
-        let record = loop {
-            match self.load_cursor().await {
+        // Load (or create) and claim the cursor; retry while the store is unavailable or
+        // another node writes it meanwhile.
+        let (record, revision) = loop {
+            if !self.ctx.opts.ownership.owns(&self.integ.id) {
+                // The cluster view moved on while this task was starting: the engine stops
+                // it; claim nothing meanwhile.
+                until_stopped(&mut self.stop).await;
+                return;
+            }
+            match self.claim_cursor().await {
                 Ok(c) => break c,
                 Err(e) => {
-                    tracing::error!(integration = %self.integ.id, error = %e, "cannot load cursor; retrying");
+                    tracing::warn!(integration = %self.integ.id, error = %e, "cannot load or claim cursor; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = until_stopped(&mut self.stop) => return,
@@ -54,8 +61,11 @@ impl IntegrationTask {
         let common = Arc::new(LaneCommon::new(
             self.integ.id.clone(),
             record,
+            revision,
             self.integ.max_in_flight,
         ));
+        // Lanes stop when this task is stopped or when another node fences it.
+        let (lane_stop, lane_stop_rx) = watch::channel(false);
         let mut lanes = tokio::task::JoinSet::new();
         for env in &self.integ.environments {
             let parts = {
@@ -66,7 +76,7 @@ impl IntegrationTask {
                     self.shared.clone(),
                     endpoint.clone(),
                     common.clone(),
-                    self.stop.clone(),
+                    lane_stop_rx.clone(),
                 );
                 move || LaneParts {
                     env: env.clone(),
@@ -80,7 +90,7 @@ impl IntegrationTask {
             };
             lanes.spawn(supervise(
                 format!("lane {}/{env}", self.integ.id),
-                self.stop.clone(),
+                lane_stop_rx.clone(),
                 self.lane_backoff,
                 move || {
                     let parts = parts();
@@ -88,18 +98,25 @@ impl IntegrationTask {
                 },
             ));
         }
+        let mut fenced = common.fenced.subscribe();
+        tokio::select! {
+            _ = until_stopped(&mut self.stop) => {}
+            _ = fenced.wait_for(|f| *f) => {}
+        }
+        lane_stop.send_replace(true);
         while lanes.join_next().await.is_some() {}
     }
 
-    async fn load_cursor(&self) -> Result<CursorRecord, StoreError> {
+    /// Loads the cursor record, brings it up to date with the configuration and claims it
+    /// for this node (see [`cursor::claim`]). Returns it with the revision written.
+    async fn claim_cursor(&self) -> Result<(CursorRecord, u64), StoreError> {
         let meta = self.ctx.meta.as_ref();
         let envs = &self.integ.environments;
-        let (mut c, mut changed) =
-            cursor::load_positioned(meta, self.ctx.log.as_ref(), &self.integ.id, envs).await?;
+        let (mut c, revision, _) =
+            cursor::load_positioned_versioned(meta, self.ctx.log.as_ref(), &self.integ.id, envs)
+                .await?;
         // A pinned batch of an environment the integration no longer lists is dropped.
-        let before = c.pinned.len();
         c.pinned.retain(|env, _| envs.contains(env));
-        changed |= c.pinned.len() != before;
         // Positions past the end of the log (its tail was lost, e.g. cut on recovery after a
         // storage failure) would silently skip the impressions appended there from now on.
         for env in envs {
@@ -109,21 +126,24 @@ impl IntegrationTask {
             {
                 tracing::warn!(integration = %self.integ.id, env = %env, cursor = *o, log_end = next, "delivery position is past the end of the log; resuming at its end");
                 *o = next;
-                changed = true;
             }
             if let Some(p) = c.pinned.get(env)
                 && p.to > next
             {
                 tracing::warn!(integration = %self.integ.id, env = %env, batch = %p.id, to = p.to, log_end = next, "pending batch reaches past the end of the log; rebuilding it");
                 c.pinned.remove(env);
-                changed = true;
             }
         }
-        if changed {
-            cursor::save(meta, &self.integ.id, &c).await?;
-        }
+        let written = cursor::claim(
+            meta,
+            &self.integ.id,
+            self.ctx.opts.ownership.node(),
+            &mut c,
+            revision,
+        )
+        .await?;
         self.shared
             .with(|s| s.delivered = s.delivered.max(c.delivered));
-        Ok(c)
+        Ok((c, written))
     }
 }

@@ -10,6 +10,8 @@
 //!   supervised lane per environment.
 //! - `lane`: one environment — read → pin → send → commit.
 //! - [`replay`]: replay requests (validation), jobs, and their runner.
+//! - [`ownership`]: which integrations this node delivers (rendezvous hashing over the
+//!   live nodes of a cluster; fencing is in [`cursor`]).
 //! - [`context`]: shared handles and the clock; [`endpoint`]: the seam for sending
 //!   (HTTP, or a scripted fake); [`supervise`]: restart with backoff.
 //! - [`batch`], [`cursor`], [`gaps`], [`health`], [`encode`], [`request`], [`http`],
@@ -33,6 +35,7 @@ pub mod http;
 mod integration;
 mod lane;
 pub mod metrics;
+pub mod ownership;
 pub mod replay;
 pub mod request;
 pub mod shared;
@@ -42,6 +45,7 @@ pub use context::{DeliveryCtx, EngineOptions};
 pub use engine::{
     DeliveryEngine, IntegrationCounters, IntegrationState, IntegrationStatus, TestResult,
 };
+pub use ownership::Ownership;
 pub use replay::{ReplayError, ReplayRequest};
 
 #[cfg(test)]

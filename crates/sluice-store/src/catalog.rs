@@ -136,11 +136,64 @@ impl Catalog {
         ))
     }
 
-    /// Re-reads everything from the store (after another node changed it).
+    /// Re-reads everything from the store (after another node changed it). Serialized
+    /// with this node's writes, so it never installs a snapshot older than one of them.
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let _g = self.write_lock.lock().await;
         let s = Self::read_all(self.meta.as_ref()).await?;
         self.publish(s);
         Ok(())
+    }
+
+    /// Mirrors changes made through other nodes (SPEC §7): watches the configuration
+    /// buckets and reloads on every burst of changes (and after a watch is started again,
+    /// so nothing committed while it was down is missed). Runs until the catalog is
+    /// dropped by everyone else.
+    pub fn follow(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            const BUCKETS: [Bucket; 3] =
+                [Bucket::Projects, Bucket::Environments, Bucket::Integrations];
+            loop {
+                let Some(me) = weak.upgrade() else { return };
+                let mut streams = Vec::new();
+                for b in BUCKETS {
+                    match me.meta.watch(b, "").await {
+                        Ok(w) => streams.push(w.changes),
+                        Err(e) => {
+                            tracing::warn!(bucket = %b, error = %e, "cannot watch configuration; retrying");
+                            break;
+                        }
+                    }
+                }
+                if streams.len() == BUCKETS.len() {
+                    if let Err(e) = me.reload().await {
+                        tracing::warn!(error = %e, "cannot reload configuration");
+                    }
+                    let mut all = futures_util::stream::select_all(streams);
+                    drop(me);
+                    // A burst of changes costs one reload: take what is ready, then read.
+                    while let Some(first) = all.next().await {
+                        let mut failed = first.is_err();
+                        while let Some(Some(more)) =
+                            futures_util::FutureExt::now_or_never(all.next())
+                        {
+                            failed |= more.is_err();
+                        }
+                        let Some(me) = weak.upgrade() else { return };
+                        if let Err(e) = me.reload().await {
+                            tracing::warn!(error = %e, "cannot reload configuration");
+                            failed = true;
+                        }
+                        if failed {
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        })
     }
 
     /// Installs `s` as the current snapshot, then signals the change. A poisoned lock is

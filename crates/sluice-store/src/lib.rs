@@ -22,6 +22,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod error;
 pub mod log;
+pub mod members;
 pub mod memory;
 pub mod meta;
 pub mod nats;

@@ -88,9 +88,39 @@ struct ServeArgs {
     /// Allow one non-public network as a destination (CIDR; repeatable).
     #[arg(long = "allow-destination")]
     allow_destinations: Vec<ipnet::IpNet>,
-    /// Storage: the embedded default, or nats://HOST:PORT for a NATS JetStream cluster.
-    #[arg(long)]
+    /// Storage: the embedded default, or nats://HOST:PORT[,HOST:PORT...] (tls://… for TLS)
+    /// to share a NATS JetStream cluster (2.10+, sync_interval: always) with other nodes.
+    #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// This node's name in the cluster [default: host name, listen address and port].
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
+    /// The URL other nodes reach this node's admin API at, to forward requests about the
+    /// integrations it delivers [default: http://LISTEN-ADDRESS].
+    #[arg(long, value_name = "URL")]
+    advertise_url: Option<String>,
+    /// NATS credentials file (JWT + nkey seed).
+    #[arg(long, value_name = "FILE")]
+    nats_creds: Option<PathBuf>,
+    /// NATS token.
+    #[arg(long, env = "SLUICE_NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// PEM root certificates to trust for TLS to NATS (implies TLS).
+    #[arg(long, value_name = "FILE")]
+    nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS to NATS; needs --nats-tls-key.
+    #[arg(long, value_name = "FILE", requires = "nats_tls_key")]
+    nats_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --nats-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "nats_tls_cert")]
+    nats_tls_key: Option<PathBuf>,
+    /// Replicas of every JetStream stream and KV bucket [default: 3].
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// Per environment, drop the oldest impressions once its stream holds this many bytes
+    /// (JetStream max_bytes) [default: only the retention age].
+    #[arg(long, value_name = "BYTES")]
+    nats_max_bytes_per_env: Option<u64>,
     /// Keep impressions this many hours (default 168 = 7 days).
     #[arg(long)]
     retention_hours: Option<u64>,
@@ -122,13 +152,35 @@ fn serve_options(a: ServeArgs) -> anyhow::Result<ServeOptions> {
         Some(p) => ServeOptions::from_file(p)?,
         None => ServeOptions::default(),
     };
-    if let Some(s) = &a.store
-        && !s.is_empty()
-        && s != "embedded"
-    {
-        anyhow::bail!(
-            "--store {s}: only the embedded store is available in this build (NATS JetStream is planned)"
-        );
+    if let Some(s) = a.store {
+        o.store = Some(s);
+    }
+    if let Some(v) = a.node_id {
+        o.node_id = Some(v);
+    }
+    if let Some(v) = a.advertise_url {
+        o.advertise_url = Some(v);
+    }
+    if let Some(v) = a.nats_creds {
+        o.nats_creds = Some(v);
+    }
+    if let Some(v) = a.nats_token {
+        o.nats_token = Some(v);
+    }
+    if let Some(v) = a.nats_tls_ca {
+        o.nats_tls_ca = Some(v);
+    }
+    if let Some(v) = a.nats_tls_cert {
+        o.nats_tls_cert = Some(v);
+    }
+    if let Some(v) = a.nats_tls_key {
+        o.nats_tls_key = Some(v);
+    }
+    if let Some(v) = a.replicas {
+        o.replicas = v;
+    }
+    if let Some(v) = a.nats_max_bytes_per_env {
+        o.nats_max_bytes_per_env = v;
     }
     if let Some(v) = a.listen {
         o.listen = v;

@@ -1,9 +1,12 @@
-//! `sluice serve`: opens the embedded store, loads the catalog, starts the delivery
-//! engine and the HTTP API, and shuts all of it down in order on SIGINT/SIGTERM.
+//! `sluice serve`: opens storage (embedded, or a NATS JetStream cluster shared with other
+//! nodes — `serve/store.rs`), loads the catalog, starts the delivery engine and the HTTP
+//! API, and shuts all of it down in order on SIGINT/SIGTERM.
 //!
 //! [`start`] is also what integration tests and `sluice demo` call in-process.
 
+mod forward;
 mod shutdown;
+pub mod store;
 
 use anyhow::Context as _;
 use ipnet::IpNet;
@@ -13,8 +16,7 @@ use sluice_api::body::BodyLimits;
 use sluice_api::{ApiConfig, Inner};
 use sluice_core::address::AddressPolicy;
 use sluice_delivery::{DeliveryEngine, EngineOptions};
-use sluice_store::embedded::log::{LogOptions, SegmentLog};
-use sluice_store::embedded::meta::RedbMeta;
+use sluice_store::embedded::log::SegmentLog;
 use sluice_store::{Catalog, ImpressionLog, MetaStore};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,28 @@ pub struct ServeOptions {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// `nats://HOST:PORT[,HOST:PORT...]`: share a NATS JetStream cluster with other nodes
+    /// (SPEC §7); default: the embedded store in `data_dir`.
+    pub store: Option<String>,
+    /// This node's name in the cluster (default: host name, listen address and port).
+    pub node_id: Option<String>,
+    /// The admin API address other nodes forward requests to (default `http://LISTEN`).
+    pub advertise_url: Option<String>,
+    /// NATS credentials file (JWT + nkey seed).
+    pub nats_creds: Option<PathBuf>,
+    /// NATS token (default: `SLUICE_NATS_TOKEN`).
+    #[serde(skip)]
+    pub nats_token: Option<String>,
+    /// PEM root certificates to trust for TLS to NATS (implies TLS).
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate and key for mutual TLS to NATS.
+    pub nats_tls_cert: Option<PathBuf>,
+    pub nats_tls_key: Option<PathBuf>,
+    /// Replicas of every JetStream stream and KV bucket (default 3).
+    pub replicas: usize,
+    /// Per environment, the oldest impressions are removed while its stream is larger
+    /// (JetStream `max_bytes`; 0: only the age limit).
+    pub nats_max_bytes_per_env: u64,
     /// Failed admin authentications allowed per client address per minute (429 beyond).
     pub auth_failures_per_minute: u32,
     /// One `/metrics` series per integration (default); off for very large fleets, leaving
@@ -78,6 +102,16 @@ impl Default for ServeOptions {
             segment_bytes: None,
             tls_cert: None,
             tls_key: None,
+            store: None,
+            node_id: None,
+            advertise_url: None,
+            nats_creds: None,
+            nats_token: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
+            replicas: 3,
+            nats_max_bytes_per_env: 0,
             auth_failures_per_minute: 30,
             metrics_per_integration: true,
             admin_token: None,
@@ -102,12 +136,22 @@ pub struct Server {
     pub scheme: &'static str,
     pub admin_token: String,
     pub engine: Arc<DeliveryEngine>,
-    pub log: Arc<SegmentLog>,
+    pub log: Arc<dyn ImpressionLog>,
+    /// The embedded log (`None` on JetStream).
+    pub embedded_log: Option<Arc<SegmentLog>>,
+    /// This node's name in a cluster (`None` when embedded).
+    pub node_id: Option<String>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Server {
+    /// The embedded log; panics on a JetStream server (for tests of the embedded store).
+    pub fn segment_log(&self) -> Arc<SegmentLog> {
+        #[allow(clippy::expect_used, reason = "tests of the embedded store only")]
+        self.embedded_log.clone().expect("an embedded store")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{}", self.scheme, self.addr, path)
     }
@@ -149,6 +193,46 @@ fn admin_token(opts: &ServeOptions) -> anyhow::Result<(String, bool)> {
     Ok((token, true))
 }
 
+/// The admin token of a cluster: `SLUICE_ADMIN_TOKEN` (or the option), else one generated
+/// by the first node and kept in the state bucket, so every node accepts the same token.
+async fn cluster_admin_token(
+    opts: &ServeOptions,
+    meta: &dyn MetaStore,
+) -> anyhow::Result<(String, bool)> {
+    if opts.admin_token.is_some()
+        || std::env::var("SLUICE_ADMIN_TOKEN").is_ok_and(|t| !t.trim().is_empty())
+    {
+        return admin_token(opts);
+    }
+    use sluice_store::{Bucket, Expect, StoreError};
+    let token = format!(
+        "adm_{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    match meta
+        .put(
+            Bucket::State,
+            "admin-token",
+            token.into_bytes(),
+            Expect::Absent,
+        )
+        .await
+    {
+        Ok(_) | Err(StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e).context("storing the cluster's admin token"),
+    }
+    let stored = meta
+        .get(Bucket::State, "admin-token")
+        .await
+        .context("reading the cluster's admin token")?
+        .context("the cluster's admin token is missing")?;
+    Ok((
+        String::from_utf8_lossy(&stored.value).trim().to_owned(),
+        true,
+    ))
+}
+
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -174,27 +258,20 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
     let lock = lock_data_dir(&opts.data_dir)?;
-    let log_opts = LogOptions {
-        retention_ms: (opts.retention_hours.max(1) * 3600 * 1000) as i64,
-        max_total_bytes: (opts.max_storage_bytes > 0).then_some(opts.max_storage_bytes),
-        segment_bytes: opts
-            .segment_bytes
-            .unwrap_or(LogOptions::default().segment_bytes),
-        ..LogOptions::default()
-    };
-    let log_dir = opts.data_dir.join("log");
-    // Opening recovers segments from disk: blocking work, off the async workers.
-    let seg_log = Arc::new(
-        tokio::task::spawn_blocking(move || SegmentLog::open(&log_dir, log_opts))
+    // Bound first: a node's default cluster name includes the port.
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let opened = store::open(&opts, addr).await?;
+    let (log, meta) = (opened.log.clone(), opened.meta.clone());
+    let catalog = Arc::new(
+        Catalog::load(meta.clone())
             .await
-            .context("opening the impression log")?
-            .context("opening the impression log")?,
+            .context("loading configuration")?,
     );
-    let log: Arc<dyn ImpressionLog> = seg_log.clone();
-    let meta: Arc<dyn MetaStore> = Arc::new(
-        RedbMeta::open(&opts.data_dir.join("meta.redb")).context("opening the metadata store")?,
-    );
-    let catalog = Arc::new(Catalog::load(meta).await.context("loading configuration")?);
+    // In a cluster, changes made through other nodes are mirrored here.
+    let follow = opened.cluster.as_ref().map(|_| catalog.follow());
     let loaded = {
         let snap = catalog.snapshot();
         (
@@ -203,7 +280,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
             snap.integrations.len(),
         )
     };
-    let (token, from_data_dir) = admin_token(&opts)?;
+    let (token, from_data_dir) = match &opened.cluster {
+        Some(_) => cluster_admin_token(&opts, meta.as_ref()).await?,
+        None => admin_token(&opts)?,
+    };
     let policy = AddressPolicy {
         allow_private: opts.allow_private_destinations,
         allow: opts.allow_destinations.clone(),
@@ -214,6 +294,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         EngineOptions {
             policy: Arc::new(policy),
             degraded_concurrency: opts.degraded_concurrency,
+            ownership: opened.cluster.as_ref().map_or_else(
+                || EngineOptions::default().ownership,
+                |c| c.ownership.clone(),
+            ),
             ..EngineOptions::default()
         },
     );
@@ -231,22 +315,21 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         },
         sluice_api::telemetry::install(),
     );
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("binding {}", opts.listen))?;
-    let addr = listener.local_addr()?;
+    let node_id = opened.cluster.as_ref().map(|c| c.node.clone());
+    let store_desc = opened.describe.clone();
     tracing::info!(
         event = "started",
         version = env!("CARGO_PKG_VERSION"),
         listen = %addr,
         scheme,
-        store = "embedded",
+        store = %store_desc,
+        node = node_id.as_deref().unwrap_or(""),
         data_dir = %opts.data_dir.display(),
         projects = loaded.0,
         environments = loaded.1,
         integrations = loaded.2,
-        "sluice listening on {scheme}://{addr} (embedded store in {}; {} integrations)",
-        opts.data_dir.display(),
+        "sluice listening on {scheme}://{addr} ({store_desc} store{}; {} integrations)",
+        node_id.as_deref().map(|n| format!(", node {n}")).unwrap_or_default(),
         loaded.2
     );
     if opts.banner {
@@ -255,7 +338,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
             env!("CARGO_PKG_VERSION")
         );
         println!("data dir: {}", opts.data_dir.display());
-        if from_data_dir {
+        if let Some(n) = &node_id {
+            println!("store: {store_desc}, node {n}");
+        }
+        if from_data_dir && node_id.is_some() {
+            println!("admin token: {token}  (kept in the cluster's state bucket)");
+        } else if from_data_dir {
             println!(
                 "admin token: {token}  (kept in {})",
                 opts.data_dir.join("admin-token").display()
@@ -272,14 +360,24 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     // Set once the grace period is over: responses still streaming are cut.
     let (cut_tx, cut_rx) = watch::channel(false);
-    let app = sluice_api::router(state.clone()).layer(axum::middleware::from_fn(
+    let mut app = sluice_api::router(state.clone());
+    if let Some(c) = &opened.cluster {
+        let fwd = forward::Forwarder::new(c.ownership.clone());
+        app = app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                forward::forward(fwd.clone(), req, next)
+            },
+        ));
+    }
+    let app = app.layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let cut = cut_rx.clone();
             async move { shutdown::cut_body_on(cut, next.run(req).await) }
         },
     ));
     let task_engine = engine.clone();
-    let task_log = seg_log.clone();
+    let task_log = opened.embedded.clone();
+    let cluster = opened.cluster;
     let grace = opts.shutdown_grace;
     let task = tokio::spawn(async move {
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -310,8 +408,17 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         shutdown::serve_with_grace(served, stopping_rx, grace, &cut_tx).await;
         task_engine.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), engine_task).await;
+        if let Some(f) = follow {
+            f.abort();
+        }
+        // The others take this node's integrations over at once.
+        if let Some(c) = cluster {
+            c.membership.leave().await;
+        }
         // Closing joins the writer threads (they sync what is queued): blocking.
-        if let Err(e) = tokio::task::spawn_blocking(move || task_log.close()).await {
+        if let Some(task_log) = task_log
+            && let Err(e) = tokio::task::spawn_blocking(move || task_log.close()).await
+        {
             tracing::error!(error = %e, "closing the impression log failed");
         }
         drop(lock);
@@ -323,7 +430,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         scheme,
         admin_token: token,
         engine,
-        log: seg_log,
+        log: opened.log,
+        embedded_log: opened.embedded,
+        node_id,
         stop: stop_tx,
         task,
     })

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use sluice::admin_cli::ApiArgs;
 use sluice::export_cli::{self, ExportArgs, ExportFormat};
 use sluice_core::outgoing::OwnedImpression;
-use sluice_store::ImpressionLog as _;
 use std::io::{BufRead as _, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -623,7 +622,7 @@ async fn windows_at_segment_edges_and_narrow_windows_use_the_time_index() {
     .await;
 
     // A narrow window examines a small part of the index, not the whole log.
-    let log = s.server.as_ref().expect("running").log.clone();
+    let log = s.server.as_ref().expect("running").segment_log();
     let before = log.stats();
     let got = export_rows(
         &s,
@@ -662,7 +661,7 @@ async fn window_at_the_edge_of_retention() {
     assert_eq!(server.log.bounds("prod").await.unwrap().first, 0);
 
     // Far in the future every sealed segment is past retention; the active one stays.
-    let log = server.log.clone();
+    let log = server.segment_log();
     let report = tokio::task::spawn_blocking(move || log.enforce_retention(4_102_444_800_000))
         .await
         .unwrap();
@@ -760,7 +759,7 @@ async fn a_client_that_stops_reading_holds_the_export_back() {
         t.await.unwrap();
     }
     let total = (requests * per) as u64;
-    let log = s.server.as_ref().expect("running").log.clone();
+    let log = s.server.as_ref().expect("running").segment_log();
     let examined = || log.stats().scan_entries_examined;
 
     let mut resp = get_export(&s, "prod", "format=ndjson", false).await;

@@ -10,7 +10,6 @@ use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sluice_receiver::{FaultMode, ReceiverHandle};
-use sluice_store::ImpressionLog;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -288,7 +287,7 @@ async fn replays_past_retention_answer_a_clear_error() {
 
     // Retention removes every sealed segment (as if long past).
     let server = s.server.as_ref().expect("running");
-    let log = server.log.clone();
+    let log = server.segment_log();
     tokio::task::spawn_blocking(move || log.enforce_retention(4_102_444_800_000))
         .await
         .unwrap();

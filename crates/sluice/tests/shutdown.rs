@@ -63,7 +63,7 @@ async fn shutdown_cuts_an_export_that_outlives_the_grace_period() {
     assert_eq!(export.status().as_u16(), 200);
     assert!(export.chunk().await.expect("first chunk").is_some());
 
-    let log = server.log.clone();
+    let log = server.segment_log();
     tokio::time::timeout(HANG_GUARD, server.shutdown())
         .await
         .expect("shutdown ends although the export is not read");

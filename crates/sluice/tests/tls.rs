@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 use sluice::serve::{self, ServeOptions};
-use sluice_store::ImpressionLog;
 use std::path::Path;
 use std::time::Duration;
 

@@ -22,6 +22,8 @@ pub enum Reply {
     ConnectError,
     /// Never answers.
     Hang,
+    /// Answers 200 after this long (a send still in flight while something else happens).
+    Delay(Duration),
     /// The sending task panics (a bug in the sending path).
     Panic,
 }
@@ -110,6 +112,10 @@ impl Endpoint for ScriptedEndpoint {
             Reply::RetryAfter(s, d) => outcome(OutcomeKind::HttpStatus, Some(s), Some(d)),
             Reply::ConnectError => outcome(OutcomeKind::Connect, None, None),
             Reply::Hang => std::future::pending().await,
+            Reply::Delay(d) => {
+                tokio::time::sleep(d).await;
+                outcome(OutcomeKind::Delivered, Some(200), None)
+            }
             Reply::Panic => panic!("scripted endpoint: panic while sending"),
         }
     }

@@ -57,6 +57,10 @@ pub struct IntegrationStatus {
     pub pending_batch: Option<PinnedBatch>,
     /// Every batch in flight, one per environment at most.
     pub pending_batches: Vec<PinnedBatch>,
+    /// The node that last claimed the integration's delivery (`None` before the first).
+    pub owner: Option<String>,
+    /// Grows by one each time another node takes the integration over.
+    pub epoch: u64,
 }
 
 impl DeliveryEngine {
@@ -69,15 +73,28 @@ impl DeliveryEngine {
     /// Gives a new integration (or one that gained environments) a position at the current
     /// end of each environment's log, so it receives impressions from this moment on.
     /// Call before the integration is stored.
+    /// A compare-and-swap: the node delivering the integration may write its record
+    /// meanwhile (then it is read again).
     pub async fn prepare_cursor(&self, integ: &Integration) -> Result<(), StoreError> {
         let meta = self.ctx.meta.as_ref();
-        let (c, changed) =
-            cursor::load_positioned(meta, self.ctx.log.as_ref(), &integ.id, &integ.environments)
-                .await?;
-        if changed {
-            cursor::save(meta, &integ.id, &c).await?;
+        let mut tries = 0;
+        loop {
+            let (mut c, revision, changed) = cursor::load_positioned_versioned(
+                meta,
+                self.ctx.log.as_ref(),
+                &integ.id,
+                &integ.environments,
+            )
+            .await?;
+            if !changed {
+                return Ok(());
+            }
+            let expect = revision.map_or(Expect::Absent, Expect::Revision);
+            match cursor::save_cas(meta, &integ.id, &mut c, expect).await {
+                Err(StoreError::Conflict { .. }) if tries < 10 => tries += 1,
+                r => return r.map(|_| ()),
+            }
         }
-        Ok(())
     }
 
     /// Forgets everything of a deleted integration (SPEC §4: a new integration of the same id
@@ -198,6 +215,8 @@ impl DeliveryEngine {
             error_rate_percent: rate,
             pause_count: pauses,
             pause_history: history,
+            owner: (!c.owner.is_empty()).then(|| c.owner.clone()),
+            epoch: c.epoch,
             cursors: c.offsets,
             pending_batch: c.pinned.values().next().cloned(),
             pending_batches: c.pinned.values().cloned().collect(),

@@ -84,20 +84,81 @@ impl DeliveryEngine {
     }
 
     /// Starts following the catalog. Returns the supervisor task.
+    /// Also follows operator pauses made through other nodes ([`Self::follow_pauses`]).
     pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        drop(self.follow_pauses());
         let me = self.clone();
         tokio::spawn(async move {
             let mut changes = me.catalog.subscribe();
+            let mut members = me.ctx.opts.ownership.changes();
             let mut stop = me.stop.subscribe();
             loop {
                 me.reconcile().await;
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { break },
+                    r = members.changed() => if r.is_err() { break },
                     _ = stop.changed() => break,
                 }
             }
             me.stop_all().await;
         })
+    }
+
+    /// Follows operator pauses and resumes made through any node (the `paused/` keys of
+    /// the state bucket), so the node delivering an integration honours them at once.
+    fn follow_pauses(self: &Arc<Self>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut stop = me.stop.subscribe();
+            loop {
+                let watch = tokio::select! {
+                    w = me.ctx.meta.watch(sluice_store::Bucket::State, "paused/") => w,
+                    _ = stop.changed() => return,
+                };
+                let mut changes = match watch {
+                    Ok(w) => {
+                        for (key, _) in &w.current {
+                            me.apply_pause(key, true);
+                        }
+                        w.changes
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch pause state; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                            _ = stop.changed() => return,
+                        }
+                    }
+                };
+                loop {
+                    use futures_util::StreamExt as _;
+                    let change = tokio::select! {
+                        c = changes.next() => c,
+                        _ = stop.changed() => return,
+                    };
+                    match change {
+                        Some(Ok(c)) => me.apply_pause(&c.key, c.value.is_some()),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "pause state watch ended; watching again");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        })
+    }
+
+    fn apply_pause(&self, key: &str, paused: bool) {
+        let Some(id) = key.strip_prefix("paused/") else {
+            return;
+        };
+        let Some(integ) = self.catalog.snapshot().integrations.get(id).cloned() else {
+            return;
+        };
+        self.shared_for(&integ, paused)
+            .manual_pause
+            .send_if_modified(|p| std::mem::replace(p, paused) != paused);
     }
 
     /// Stops every task (in-flight requests are abandoned; their batches stay pinned and
@@ -145,10 +206,12 @@ impl DeliveryEngine {
         // Read under the lock: `forget` (integration deleted) removes a task under it after
         // the catalog changed, so a snapshot taken before could start the deleted one again.
         let snap = self.catalog.snapshot();
-        // Stop tasks whose integration is gone, disabled or changed.
+        let ownership = &self.ctx.opts.ownership;
+        // Stop tasks whose integration is gone, disabled, changed or now another node's.
         let ids: Vec<String> = running.keys().cloned().collect();
         for id in ids {
-            let keep = matches!(snap.integrations.get(&id), Some(i) if i.enabled && **i == *running[&id].config);
+            let keep = ownership.owns(&id)
+                && matches!(snap.integrations.get(&id), Some(i) if i.enabled && **i == *running[&id].config);
             if !keep && let Some(r) = running.remove(&id) {
                 r.stop.send_replace(true);
                 let _ = r.join.await;
@@ -158,7 +221,7 @@ impl DeliveryEngine {
         self.shared_map()
             .retain(|id, _| snap.integrations.contains_key(id));
         for (id, integ) in &snap.integrations {
-            if !integ.enabled || running.contains_key(id) {
+            if !integ.enabled || running.contains_key(id) || !ownership.owns(id) {
                 continue;
             }
             let manual = match self
@@ -222,7 +285,8 @@ impl DeliveryEngine {
             }
         }
         for (id, integ) in &snap.integrations {
-            if !integ.enabled || replays.contains_key(id) {
+            // A job left running is resumed by the integration's owner only.
+            if !integ.enabled || replays.contains_key(id) || !self.ctx.opts.ownership.owns(id) {
                 continue;
             }
             let jobs = match replay::list_jobs(self.ctx.meta.as_ref(), id).await {

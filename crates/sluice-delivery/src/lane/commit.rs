@@ -26,7 +26,9 @@ impl Lane {
             None => record.pinned.remove(&self.env),
         };
         record.delivered += std::mem::take(&mut self.delivered_delta);
-        self.common.persist(self.ctx.meta.as_ref(), &record).await
+        self.common
+            .persist(self.ctx.meta.as_ref(), &mut record)
+            .await
     }
 
     /// Records a delivered batch: the position moves past it and, when the next full batch

@@ -247,3 +247,71 @@ async fn each_environment_has_its_own_lane_and_position() {
     committed(&h, "e2", 3).await;
     r.stop().await;
 }
+
+/// Fencing (SPEC §7): another node claims the integration while this one has a batch in
+/// flight. This node's delivered batch cannot move the cursor: its commit is a
+/// compare-and-swap on the revision it last wrote, which the claim replaced; it stops
+/// and the record stays as the new owner wrote it.
+#[tokio::test(start_paused = true)]
+async fn a_stale_owner_cannot_advance_the_cursor_after_a_takeover() {
+    let mut h = Harness::new([Reply::Delay(Duration::from_secs(5))]);
+    h.cursor_at_start(&["e1"]).await;
+    h.append("e1", &["a", "b", "c"], None).await;
+    let r = start(&h, integration(json!({})));
+    let first = h.next_request().await;
+    let mine = h.cursor().await;
+    assert_eq!(mine.owner, "local");
+    // Node "b" takes over (its claim: new owner, new epoch).
+    let (mut theirs, rev) = crate::cursor::load_versioned(h.meta.as_ref(), "i1")
+        .await
+        .unwrap()
+        .unwrap();
+    crate::cursor::claim(h.meta.as_ref(), "i1", "node-b", &mut theirs, Some(rev))
+        .await
+        .unwrap();
+    assert_eq!(theirs.epoch, mine.epoch + 1);
+    // The request in flight is answered 200 after the claim (the stalled owner's send
+    // completes).
+    h.append("e1", &["d", "e", "f"], None).await;
+    eventually(async || r.join.is_finished()).await;
+    let after = h.cursor().await;
+    assert_eq!(after.owner, "node-b");
+    assert_eq!(after.epoch, theirs.epoch);
+    assert_eq!(
+        after.offsets["e1"], 0,
+        "the stale owner never advanced the cursor"
+    );
+    assert_eq!(
+        after.pinned["e1"].id, first.webhook_id,
+        "the pinned batch stays for the new owner"
+    );
+    // Nothing but the pinned batch was ever sent by the stale owner.
+    while let Ok(more) = h.received.try_recv() {
+        assert_eq!(more.webhook_id, first.webhook_id);
+    }
+    r.stop().await;
+}
+
+/// A cursor write whose answer was lost (applied, then reported failed) is recognised by
+/// its nonce when the next write finds the revision moved: the owner is not fenced.
+#[tokio::test(start_paused = true)]
+async fn a_cursor_write_whose_answer_was_lost_does_not_fence_its_owner() {
+    use sluice_store::memory::{Fault, Op};
+    let mut h = Harness::new([]);
+    h.cursor_at_start(&["e1"]).await;
+    let r = start(&h, integration(json!({})));
+    h.append("e1", &["a", "b", "c"], None).await;
+    let _ = h.next_request().await;
+    committed(&h, "e1", 3).await;
+    // The next pin is applied but reported failed.
+    h.meta.faults().fail_next(Op::Put, 1, Fault::ApplyThenFail);
+    h.append("e1", &["d", "e", "f"], None).await;
+    let _ = h.next_request().await;
+    committed(&h, "e1", 6).await;
+    h.append("e1", &["g", "h", "i"], None).await;
+    let _ = h.next_request().await;
+    committed(&h, "e1", 9).await;
+    assert!(!r.join.is_finished(), "still delivering");
+    assert_eq!(h.cursor().await.owner, "local");
+    r.stop().await;
+}

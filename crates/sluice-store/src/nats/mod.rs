@@ -13,6 +13,7 @@
 mod error;
 pub mod frame;
 mod log;
+pub mod membership;
 mod meta;
 pub mod names;
 

@@ -348,7 +348,6 @@ impl Sluice {
 
     /// Impressions durably stored in `env`'s log (its end offset).
     pub async fn stored(&self, env: &str) -> u64 {
-        use sluice_store::ImpressionLog as _;
         self.server
             .as_ref()
             .expect("running")

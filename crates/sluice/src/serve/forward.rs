@@ -1,0 +1,191 @@
+//! Every admin route works on every node of a cluster (SPEC §7): the questions only the
+//! node delivering an integration can answer — its live state (paused, probing), recent
+//! attempts, history samples, and replays, which its owner runs — are forwarded to that
+//! node over HTTP (its advertised URL comes with its heartbeat), the caller's
+//! `Authorization` included. Everything else is answered locally from the shared store:
+//! configuration, cursors, gaps, pause and resume (the owner follows the pause state).
+//!
+//! A forwarded request carries [`FORWARDED`] and is never forwarded again. When the owner
+//! cannot be reached (it just died; its successor has not settled yet) the local answer
+//! is given: the store's view, without the owner's in-memory state.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sluice_delivery::Ownership;
+use std::time::Duration;
+
+/// Header of a request forwarded by another node.
+pub const FORWARDED: &str = "sluice-forwarded-by";
+
+/// Admin bodies forwarded are small (the API's own limit is lower).
+const MAX_FORWARDED_BODY: usize = 1 << 20;
+
+/// What a node needs to forward.
+#[derive(Clone)]
+pub struct Forwarder {
+    pub ownership: Ownership,
+    pub client: reqwest::Client,
+}
+
+impl Forwarder {
+    pub fn new(ownership: Ownership) -> Forwarder {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Forwarder { ownership, client }
+    }
+}
+
+/// The integration id when `method path` is a question for its owner.
+fn owner_question<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix("/v1/integrations/")?;
+    let (id, what) = rest.split_once('/')?;
+    let for_owner = match (method, what) {
+        (&Method::GET, "status" | "attempts" | "history" | "replays") => true,
+        (&Method::POST, "replay") => true,
+        (&Method::GET, w) => w.starts_with("replays/"),
+        _ => false,
+    };
+    (for_owner && !id.is_empty()).then_some(id)
+}
+
+/// The middleware: forward to the owner, or serve here.
+pub async fn forward(fwd: Forwarder, req: Request, next: Next) -> Response {
+    if req.headers().contains_key(FORWARDED) {
+        return next.run(req).await;
+    }
+    let Some(id) = owner_question(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let Some(owner) = fwd.ownership.owner_of(id) else {
+        return next.run(req).await;
+    };
+    if owner == fwd.ownership.node() {
+        return next.run(req).await;
+    }
+    let Some(base) = fwd
+        .ownership
+        .members()
+        .nodes
+        .get(&owner)
+        .map(|n| n.url.clone())
+    else {
+        return next.run(req).await;
+    };
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_FORWARDED_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(serde_json::json!({"error": "too_large", "detail": "admin request body too large"})),
+            )
+                .into_response();
+        }
+    };
+    let mut out = fwd
+        .client
+        .request(parts.method.clone(), format!("{base}{path_and_query}"))
+        .header(FORWARDED, fwd.ownership.node())
+        .body(bytes.clone());
+    for name in [
+        axum::http::header::AUTHORIZATION,
+        axum::http::header::CONTENT_TYPE,
+        axum::http::header::ACCEPT,
+    ] {
+        if let Some(v) = parts.headers.get(&name) {
+            out = out.header(name, v.clone());
+        }
+    }
+    match out.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let content_type = resp
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .cloned();
+            match resp.bytes().await {
+                Ok(body) => {
+                    let mut r = Response::new(Body::from(body));
+                    *r.status_mut() = status;
+                    if let Some(ct) = content_type {
+                        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
+                    }
+                    if let Ok(v) = HeaderValue::from_str(&owner) {
+                        r.headers_mut().insert("sluice-answered-by", v);
+                    }
+                    r
+                }
+                Err(e) => local(parts, bytes, next, &owner, &e).await,
+            }
+        }
+        Err(e) => local(parts, bytes, next, &owner, &e).await,
+    }
+}
+
+async fn local(
+    parts: axum::http::request::Parts,
+    body: axum::body::Bytes,
+    next: Next,
+    owner: &str,
+    e: &reqwest::Error,
+) -> Response {
+    tracing::debug!(owner, error = %e, "cannot reach the integration's owner; answering from the store");
+    if parts.method == Method::POST {
+        // A replay runs on the owner only (two runners would both send it).
+        let mut r = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "error": "unavailable",
+                "detail": format!("the node delivering this integration ({owner}) cannot be reached; try again in a few seconds"),
+            })),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("2"));
+        return r;
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_questions_for_the_owner_are_forwarded() {
+        let q = |m: &Method, p: &str| owner_question(m, p).map(str::to_owned);
+        assert_eq!(
+            q(&Method::GET, "/v1/integrations/i1/status").as_deref(),
+            Some("i1")
+        );
+        assert_eq!(
+            q(&Method::GET, "/v1/integrations/i1/attempts").as_deref(),
+            Some("i1")
+        );
+        assert_eq!(
+            q(&Method::POST, "/v1/integrations/i1/replay").as_deref(),
+            Some("i1")
+        );
+        assert_eq!(
+            q(&Method::GET, "/v1/integrations/i1/replays/r1").as_deref(),
+            Some("i1")
+        );
+        assert_eq!(q(&Method::GET, "/v1/integrations/status"), None);
+        assert_eq!(q(&Method::GET, "/v1/integrations/i1"), None);
+        assert_eq!(q(&Method::GET, "/v1/integrations/i1/gaps"), None);
+        assert_eq!(q(&Method::POST, "/v1/integrations/i1/pause"), None);
+        assert_eq!(q(&Method::PUT, "/v1/integrations/i1"), None);
+    }
+}

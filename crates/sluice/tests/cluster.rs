@@ -1,0 +1,394 @@
+//! Scale-out on NATS JetStream (SPEC §7), end to end: a 3-node NATS cluster on free
+//! loopback ports with temporary storage and 2–3 `sluice serve --store nats://…` child
+//! processes. Configuration made on one node applies on the others; a killed or stopped
+//! owner's integrations are taken over, with every acknowledged impression delivered, in
+//! order per client, no `webhook-id` with two bodies, and a stale owner never advancing a
+//! cursor; killing JetStream leaders never acknowledges unstored data; a joining node
+//! takes its share. Skipped (loudly) without a nats-server ≥ 2.10, except under CI.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a broken setup should panic
+
+#[path = "common/cluster.rs"]
+mod cluster;
+
+use cluster::*;
+use serde_json::json;
+use sluice_testkit::nats::{NatsCluster, binary_or_skip};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+async fn nats(test: &str) -> Option<NatsCluster> {
+    let bin = binary_or_skip(test)?;
+    Some(NatsCluster::start(&bin, 3).await.expect("nats cluster"))
+}
+
+/// Owner of each integration, as node `via` reports it, once every one is claimed by a
+/// member of `nodes`.
+async fn owners(
+    via: &sluice_testkit::SluiceProcess,
+    ids: &[&str],
+    nodes: &[&str],
+) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            // Not mirrored there yet: a 404 for a moment.
+            let Ok(s) = via.admin().integration_status(id).await else {
+                continue;
+            };
+            if let Some(o) = s["owner"].as_str()
+                && nodes.contains(&o)
+            {
+                out.insert(id.to_string(), o.to_owned());
+            }
+        }
+        if out.len() == ids.len() {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "integrations never all claimed: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_configuration_change_on_one_node_applies_on_the_other_within_a_second() {
+    let Some(nats) = nats("cluster config mirror").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let a = start_node(&nats, "node-a", logs.path()).await;
+    let b = start_node(&nats, "node-b", logs.path()).await;
+    let (_rec, receiver) = Recorder::start().await;
+
+    // An environment created on A: B resolves its SDK key (ingest) within a second.
+    a.admin()
+        .create_environment(&json!({"id": "e1", "name": "e1", "sdkKeys": ["sdk-key-e1-0000"]}))
+        .await
+        .unwrap();
+    let began = Instant::now();
+    let seen = loop {
+        let r = b
+            .http()
+            .post(b.url("/v1/impressions"))
+            .bearer_auth("sdk-key-e1-0000")
+            .json(&json!([{"key": "k", "split": "f", "treatment": "on", "time": 1}]))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break began.elapsed();
+        }
+        assert_eq!(
+            r.status(),
+            401,
+            "before the mirror has it, the key is unknown"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "B did not see A's environment within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("environment created on A was usable on B after {seen:?}");
+
+    // An integration created on B, then changed on B: A answers with the change.
+    configure_integration(&b, "i1", "e1", &receiver).await;
+    b.admin()
+        .patch_integration("i1", &json!({"name": "renamed"}))
+        .await
+        .unwrap();
+    let began = Instant::now();
+    loop {
+        let got = a.admin().integration("i1").await;
+        if let Ok(v) = &got
+            && v["name"] == "renamed"
+        {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "A did not see B's change within 1 s: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Deleted on A: gone on B.
+    a.admin().delete_integration("i1").await.unwrap();
+    let began = Instant::now();
+    while b.admin().integration("i1").await.is_ok() {
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "B still has the deleted integration after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn configure_integration(
+    node: &sluice_testkit::SluiceProcess,
+    id: &str,
+    env: &str,
+    receiver: &str,
+) {
+    node.admin()
+        .create_integration(&json!({
+            "id": id, "name": id, "url": format!("{receiver}/hook/{id}"),
+            "environments": [env], "gzip": false, "flushIntervalMs": 100, "maxBatchImpressions": 25,
+        }))
+        .await
+        .unwrap();
+}
+
+const IDS: [&str; 8] = ["i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_owner_mid_load_moves_its_integrations_and_loses_nothing() {
+    let Some(nats) = nats("cluster owner kill").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let mut a = start_node(&nats, "node-a", logs.path()).await;
+    let b = start_node(&nats, "node-b", logs.path()).await;
+    let (rec, receiver) = Recorder::start().await;
+    configure(&a, "e1", &IDS, &receiver).await;
+    let owned = owners(&b, &IDS, &["node-a", "node-b"]).await;
+    let victims: Vec<&str> = IDS
+        .iter()
+        .copied()
+        .filter(|i| owned[*i] == "node-a")
+        .collect();
+    assert!(
+        !victims.is_empty() && victims.len() < IDS.len(),
+        "both nodes own some: {owned:?}"
+    );
+
+    let urls = Arc::new(Mutex::new(vec![a.url(""), b.url("")]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(ingest_until(urls.clone(), "e1", 4, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.kill9().await;
+    let killed = Instant::now();
+    *urls.lock().unwrap() = vec![b.url("")];
+    for v in &victims {
+        wait_owner(&b, v, "node-b").await;
+    }
+    let moved = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.unwrap();
+    let total: usize = acked.per_client.values().map(Vec::len).sum();
+    assert!(total > 0, "nothing was acknowledged: {:?}", acked.refused);
+    assert_eq!(acked.unavailable_without_retry_after, 0);
+    let repeats = assert_all_delivered(&rec, &IDS, &acked).await;
+    // The first delivery of a victim after the kill: the takeover as a receiver sees it.
+    let first_after = rec
+        .deliveries()
+        .iter()
+        .filter(|d| victims.contains(&d.integration.as_str()) && d.at > killed)
+        .map(|d| d.at.duration_since(killed))
+        .min();
+    eprintln!(
+        "{} victims claimed by node-b {moved:?} after kill -9, first delivery {first_after:?}; {total} acknowledged, {repeats} impressions delivered again, refused {:?}",
+        victims.len(),
+        acked.refused
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_owner_resumed_after_a_takeover_cannot_advance_the_cursor() {
+    let Some(nats) = nats("cluster stopped owner").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let a = start_node(&nats, "node-a", logs.path()).await;
+    let b = start_node(&nats, "node-b", logs.path()).await;
+    let (rec, receiver) = Recorder::start().await;
+    configure(&a, "e1", &IDS, &receiver).await;
+    let owned = owners(&b, &IDS, &["node-a", "node-b"]).await;
+    let victims: Vec<&str> = IDS
+        .iter()
+        .copied()
+        .filter(|i| owned[*i] == "node-a")
+        .collect();
+    assert!(!victims.is_empty(), "node-a owns some: {owned:?}");
+    let before: BTreeMap<&str, u64> = {
+        let mut m = BTreeMap::new();
+        for v in &victims {
+            m.insert(*v, status(&b, v).await["epoch"].as_u64().unwrap());
+        }
+        m
+    };
+
+    // Slow answers: node-a is likely stopped with a batch in flight.
+    *rec.delay.lock().unwrap() = Duration::from_millis(300);
+    let urls = Arc::new(Mutex::new(vec![b.url("")]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(ingest_until(urls.clone(), "e1", 3, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = a.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut taken: BTreeMap<&str, u64> = BTreeMap::new();
+    for v in &victims {
+        let s = wait_owner(&b, v, "node-b").await;
+        let epoch = s["epoch"].as_u64().unwrap();
+        assert!(epoch > before[v], "a takeover starts a new epoch");
+        taken.insert(*v, epoch);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let resumed = Instant::now();
+    // node-a wakes up with its old epoch in memory. Any cursor write it made would store
+    // its old (owner, epoch); watch the records while it runs again.
+    while resumed.elapsed() < Duration::from_secs(6) {
+        for v in &victims {
+            let s = status(&b, v).await;
+            let epoch = s["epoch"].as_u64().unwrap();
+            assert!(
+                epoch >= taken[v],
+                "{v}: epoch went back from {} to {epoch} (owner {}): a stale owner wrote the cursor",
+                taken[v],
+                s["owner"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.unwrap();
+    *rec.delay.lock().unwrap() = Duration::ZERO;
+    assert_all_delivered(&rec, &IDS, &acked).await;
+    let log = std::fs::read_to_string(logs.path().join("node-a.log")).unwrap_or_default();
+    eprintln!(
+        "node-a after SIGCONT: gave up on waking = {}, fenced by a write = {}",
+        log.contains("did not run for a while"),
+        log.contains("another node took this integration over")
+    );
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_stream_and_kv_leaders_mid_load_acknowledges_nothing_unstored() {
+    let Some(mut nats) = nats("cluster leader kill").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let a = start_node(&nats, "node-a", logs.path()).await;
+    let b = start_node(&nats, "node-b", logs.path()).await;
+    let (rec, receiver) = Recorder::start().await;
+    configure(&a, "e1", &IDS[..4], &receiver).await;
+    owners(&b, &IDS[..4], &["node-a", "node-b"]).await;
+
+    let urls = Arc::new(Mutex::new(vec![a.url(""), b.url("")]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(ingest_until(urls.clone(), "e1", 4, stop.clone()));
+    for stream in [
+        sluice_store::nats::names::log_stream("e1"),
+        "KV_sluice_cursors".to_owned(),
+    ] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let leader = nats.stream_leader(&stream).await.expect("a leader");
+        nats.kill(leader);
+        eprintln!("killed {stream}'s leader (node {leader})");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        nats.restart(leader).await.unwrap();
+        nats.wait_ready().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.unwrap();
+    assert_eq!(
+        acked.unavailable_without_retry_after, 0,
+        "every 503 says when to retry"
+    );
+    assert!(
+        acked.refused.keys().all(|s| *s == 503),
+        "only 503s while JetStream elects: {:?}",
+        acked.refused
+    );
+    let total: usize = acked.per_client.values().map(Vec::len).sum();
+    let repeats = assert_all_delivered(&rec, &IDS[..4], &acked).await;
+    eprintln!(
+        "{total} acknowledged, refused {:?}, {repeats} delivered again",
+        acked.refused
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_node_takes_its_share() {
+    let Some(nats) = nats("cluster join").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let a = start_node(&nats, "node-a", logs.path()).await;
+    let (rec, receiver) = Recorder::start().await;
+    configure(&a, "e1", &IDS, &receiver).await;
+    owners(&a, &IDS, &["node-a"]).await;
+    let urls = Arc::new(Mutex::new(vec![a.url("")]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(ingest_until(urls.clone(), "e1", 3, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = start_node(&nats, "node-b", logs.path()).await;
+    urls.lock().unwrap().push(b.url(""));
+    // Rendezvous hashing over {a, b}: exactly these move.
+    let expect_b: Vec<&str> = {
+        let view = sluice_store::members::Members {
+            nodes: Arc::new(
+                ["node-a", "node-b"]
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.to_string(),
+                            sluice_store::members::NodeInfo { url: String::new() },
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        IDS.iter()
+            .copied()
+            .filter(|i| sluice_delivery::ownership::owner(&view, i) == Some("node-b"))
+            .collect()
+    };
+    assert!(!expect_b.is_empty(), "node-b has a share to take");
+    for i in &expect_b {
+        wait_owner(&a, i, "node-b").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.unwrap();
+    let repeats = assert_all_delivered(&rec, &IDS, &acked).await;
+    // At most the batch in flight (and the one prefetched with it) of each moved
+    // integration is sent twice.
+    assert!(
+        repeats <= expect_b.len() * 2 * 25,
+        "{repeats} impressions delivered twice for {} moved integrations",
+        expect_b.len()
+    );
+    let owned = owners(&b, &IDS, &["node-a", "node-b"]).await;
+    for (i, o) in &owned {
+        assert_eq!(
+            o == "node-b",
+            expect_b.contains(&i.as_str()),
+            "{i} is owned by {o}"
+        );
+    }
+    eprintln!(
+        "node-b took {:?}; {repeats} impressions delivered twice",
+        expect_b
+    );
+}
