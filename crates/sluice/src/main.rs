@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the server (embedded storage in --data-dir; no other service needed).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// A webhook receiver for trying sluice out and for tests.
     Receiver(sluice_receiver::ReceiverArgs),
     /// One command that shows sluice working: a server, simulated SDK traffic, receivers
@@ -251,7 +251,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Serve(a) => {
-                let server = serve::start(serve_options(a)?).await?;
+                let server = serve::start(serve_options(*a)?).await?;
                 server.wait().await;
                 Ok(())
             }
