@@ -74,6 +74,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/integrations/{id}/replay", post(int::replay))
         .route("/v1/integrations/{id}/replays", get(int::replays))
         .route("/v1/integrations/{id}/replays/{job}", get(int::replay_job))
+        .route(
+            "/v1/alert-destinations",
+            get(admin::alerts::list).post(admin::alerts::create),
+        )
+        .route(
+            "/v1/alert-destinations/{id}",
+            get(admin::alerts::get)
+                .put(admin::alerts::update)
+                .patch(admin::alerts::patch)
+                .delete(admin::alerts::delete),
+        )
+        .route(
+            "/v1/alert-destinations/{id}/status",
+            get(admin::alerts::status),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

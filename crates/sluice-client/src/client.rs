@@ -225,6 +225,46 @@ impl AdminClient {
         .await
     }
 
+    /// `GET /v1/alert-destinations` (secrets redacted).
+    pub async fn alert_destinations(&self) -> Result<Value, ClientError> {
+        self.get("/v1/alert-destinations").await
+    }
+
+    /// `GET /v1/alert-destinations/{id}` (the secret redacted).
+    pub async fn alert_destination(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&path(&["v1", "alert-destinations", id])).await
+    }
+
+    /// `GET /v1/alert-destinations/{id}/status`.
+    pub async fn alert_destination_status(&self, id: &str) -> Result<Value, ClientError> {
+        self.get(&path(&["v1", "alert-destinations", id, "status"]))
+            .await
+    }
+
+    /// `POST /v1/alert-destinations`.
+    pub async fn create_alert_destination(&self, body: &Value) -> Result<Value, ClientError> {
+        self.post("/v1/alert-destinations", body).await
+    }
+
+    /// `PATCH /v1/alert-destinations/{id}`: a JSON merge patch.
+    pub async fn patch_alert_destination(
+        &self,
+        id: &str,
+        patch: &Value,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            Method::PATCH,
+            &path(&["v1", "alert-destinations", id]),
+            Some(patch),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/alert-destinations/{id}` (and the events waiting for it).
+    pub async fn delete_alert_destination(&self, id: &str) -> Result<Value, ClientError> {
+        self.delete(&path(&["v1", "alert-destinations", id])).await
+    }
+
     /// `GET /v1/integrations/{id}` (the secret redacted).
     pub async fn integration(&self, id: &str) -> Result<Value, ClientError> {
         self.get(&path(&["v1", "integrations", id])).await

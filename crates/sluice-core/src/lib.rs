@@ -7,6 +7,7 @@
 //! [`outgoing`] JSON / Slack batch bodies → [`signature`] headers.
 
 pub mod address;
+pub mod alert;
 pub mod error;
 pub mod impression;
 pub mod limits;

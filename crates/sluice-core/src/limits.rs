@@ -100,4 +100,12 @@ pub mod settings {
         Bound::new("protection.connectTimeoutMs", Value, 100, 60_000);
     pub const REQUEST_TIMEOUT_MS: Bound =
         Bound::new("protection.requestTimeoutMs", Value, 100, 300_000);
+    /// Event types an alert destination subscribes to (each at most once).
+    pub const ALERT_EVENTS: Bound = Bound::new("events", Items, 1, 5);
 }
+
+/// Alert destinations at most (SPEC §4, operator alerts).
+pub const MAX_ALERT_DESTINATIONS: usize = 1_000;
+/// Undelivered events kept per alert destination; beyond that the oldest is dropped (and
+/// counted) so a destination that is down for days cannot grow the store without bound.
+pub const MAX_ALERT_OUTBOX_EVENTS: usize = 1_000;

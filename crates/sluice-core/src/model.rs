@@ -161,7 +161,7 @@ fn default_true() -> bool {
 }
 
 /// A value outside `bound` is refused naming `bound.field`.
-fn check(bound: Bound, value: u64) -> Result<(), ValidationError> {
+pub(crate) fn check(bound: Bound, value: u64) -> Result<(), ValidationError> {
     if bound.contains(value) {
         Ok(())
     } else {
@@ -174,7 +174,7 @@ fn check_as(field: &str, bound: Bound, value: u64) -> Result<(), ValidationError
     check(bound, value).map_err(|e| ValidationError::new(field, e.reason))
 }
 
-fn len(s: &str) -> u64 {
+pub(crate) fn len(s: &str) -> u64 {
     s.len() as u64
 }
 

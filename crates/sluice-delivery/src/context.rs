@@ -4,6 +4,7 @@
 //! in-memory stores, a paused-time clock and a scripted endpoint.
 
 use crate::endpoint::{Connector, HttpConnector};
+use crate::events::Events;
 use crate::http::client_tls_config;
 use crate::ownership::Ownership;
 use sluice_core::address::AddressPolicy;
@@ -49,6 +50,8 @@ pub struct DeliveryCtx {
     pub degraded: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
     pub connector: Arc<dyn Connector>,
+    /// State changes: logged, and published to the operator-alert service.
+    pub events: Events,
 }
 
 impl DeliveryCtx {
@@ -70,6 +73,7 @@ impl DeliveryCtx {
             opts,
             clock: Arc::new(SystemClock),
             connector,
+            events: Events::default(),
         }
     }
 

@@ -21,6 +21,7 @@
 //! This crate must never block ingest (it only reads the log) and never let one
 //! integration take another's capacity.
 
+pub mod alerts;
 pub mod attempts;
 pub mod batch;
 pub mod context;
@@ -28,7 +29,7 @@ pub mod cursor;
 pub mod encode;
 pub mod endpoint;
 pub mod engine;
-mod events;
+pub mod events;
 pub mod gaps;
 pub mod health;
 pub mod http;

@@ -19,6 +19,8 @@ pub(crate) enum Parsed {
     Impressions(Batch),
     /// A Slack `{"text": ...}` message.
     Slack,
+    /// A sluice operator alert `{type, timestamp, data}`.
+    Alert(sluice_core::alert::AlertEvent),
 }
 
 /// What a valid impressions batch held.
@@ -129,11 +131,18 @@ pub(crate) fn parse(body: &[u8], keep: bool) -> Result<Parsed, String> {
             Ok(Parsed::Impressions(tally.finish()))
         }
         Some(b'{') => {
-            serde_json::from_slice::<SlackMessage<'_>>(body)
-                .map_err(|e| format!("not a Slack message {{\"text\": ...}}: {e}"))?;
+            if let Ok(alert) = serde_json::from_slice(body) {
+                return Ok(Parsed::Alert(alert));
+            }
+            serde_json::from_slice::<SlackMessage<'_>>(body).map_err(|e| {
+                format!("not a Slack message {{\"text\": ...}} nor a sluice alert event: {e}")
+            })?;
             Ok(Parsed::Slack)
         }
-        _ => Err("expected a JSON array of impressions or a Slack {\"text\": ...} message".into()),
+        _ => Err(
+            "expected a JSON array of impressions, a Slack {\"text\": ...} message or a sluice alert event"
+                .into(),
+        ),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `sluice receiver`: a webhook receiver for trying sluice out and for tests (SPEC §5).
 //!
 //! It accepts what sluice delivers (SPEC §3) on any path: a `POST` of a JSON array of impressions
-//! in the exact outgoing form (or a Slack `{"text": ...}` message), gzip or plain. It verifies
+//! in the exact outgoing form (or a Slack `{"text": ...}` message), gzip or plain, and sluice's
+//! operator alerts (SPEC §4, `{type, timestamp, data}`). It verifies
 //! Standard Webhooks signatures when given a secret, validates every impression, counts and
 //! deduplicates batches by `webhook-id`, and can be told to fail in the ways real endpoints fail
 //! (see [`FaultMode`]).
@@ -33,6 +34,7 @@
 //! - `GET /impressions?limit=N` — the most recent kept impressions (only with
 //!   [`ReceiverConfig::keep_impressions`]).
 //! - `GET /requests?limit=N` — the most recent entries of the request log.
+//! - `GET /alerts` — the sluice operator alerts received (`{type, timestamp, data}` bodies).
 //!
 //! Answers to deliveries: 200 delivered (also for a duplicate `webhook-id`), 400 invalid body or
 //! missing `webhook-id`/`webhook-timestamp`, 401 missing or bad signature (when a secret is set),
@@ -53,7 +55,7 @@ use std::time::Duration;
 
 pub use cli::{ReceiverArgs, run};
 pub use faults::FaultMode;
-pub use record::{Outcome, ReceivedImpression, RequestRecord};
+pub use record::{Outcome, ReceivedAlert, ReceivedImpression, RequestRecord};
 pub use server::ReceiverHandle;
 pub use stats::Stats;
 

@@ -21,6 +21,18 @@ pub struct ReceivedImpression {
     pub impression: OwnedImpression,
 }
 
+/// A sluice operator alert received for the first time (see [`super::ReceiverHandle::alerts`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct ReceivedAlert {
+    /// Its `webhook-id` (the event's id).
+    pub webhook_id: String,
+    pub received_unix_ms: i64,
+    /// Whether its signature was checked and matched (`None` without a secret).
+    pub signature_ok: Option<bool>,
+    pub event: sluice_core::alert::AlertEvent,
+}
+
 /// How a request was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,6 +41,8 @@ pub enum Outcome {
     Delivered,
     /// A Slack `{"text": ...}` message seen for the first time; answered 200.
     Slack,
+    /// A sluice operator alert seen for the first time; answered 200.
+    Alert,
     /// A batch whose `webhook-id` was already answered 200; answered 200 again.
     Duplicate,
     /// Missing or wrong signature (or timestamp out of tolerance); answered 401.

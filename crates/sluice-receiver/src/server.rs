@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use super::ReceiverConfig;
 use super::decode::{Job, Parsed, Reject};
 use super::faults::{FaultMode, Plan, huge_body};
-use super::record::{Outcome, ReceivedImpression, RequestRecord};
+use super::record::{Outcome, ReceivedAlert, ReceivedImpression, RequestRecord};
 use super::stats::{Board, Caps, Stats};
 
 /// Bodies larger than this (as sent) are decoded on a blocking thread, so a big batch never
@@ -154,6 +154,11 @@ impl ReceiverHandle {
         self.shared.board().impressions(usize::MAX)
     }
 
+    /// Operator alerts received (first deliveries), oldest first; at most 10,000.
+    pub fn alerts(&self) -> Vec<ReceivedAlert> {
+        self.shared.board().alerts()
+    }
+
     /// The request log, oldest first (at most `request_log_capacity` entries).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.board().requests(usize::MAX)
@@ -241,6 +246,7 @@ pub(crate) async fn start(cfg: ReceiverConfig) -> anyhow::Result<ReceiverHandle>
         .route("/mode", get(get_mode).post(post_mode))
         .route("/impressions", get(get_impressions).fallback(deliver))
         .route("/requests", get(get_requests).fallback(deliver))
+        .route("/alerts", get(get_alerts).fallback(deliver))
         .fallback(deliver)
         .with_state(shared.clone());
     let listener = listener.tap_io(|tcp| {
@@ -428,7 +434,7 @@ fn answer(
     rec.handling_time = rec.received_at.elapsed();
     if !matches!(
         outcome,
-        Outcome::Delivered | Outcome::Slack | Outcome::Duplicate | Outcome::Fault
+        Outcome::Delivered | Outcome::Slack | Outcome::Alert | Outcome::Duplicate | Outcome::Fault
     ) {
         let id = rec.webhook_id.as_deref().unwrap_or("-");
         if sh.quiet {
@@ -481,7 +487,7 @@ async fn deliver(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         return json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed",
-            "POST webhook deliveries to any path; GET /stats, GET|POST /mode, GET /impressions, GET /requests",
+            "POST webhook deliveries to any path; GET /stats, GET|POST /mode, GET /impressions, GET /requests, GET /alerts",
         );
     }
     let headers = &parts.headers;
@@ -663,7 +669,9 @@ async fn deliver(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     }
 
     let received_unix_ms = rec.received_unix_ms;
-    let outcome = sh.with_board(|b| b.deliver(&webhook_id, parsed, t0, received_unix_ms));
+    let signature_ok = rec.signature_ok;
+    let outcome =
+        sh.with_board(|b| b.deliver(&webhook_id, parsed, t0, received_unix_ms, signature_ok));
     let response = match huge {
         Some(bytes) => {
             let mut r = Response::new(huge_body(bytes));
@@ -692,6 +700,10 @@ async fn hang(sh: Arc<Shared>, body: Body, mut rec: RequestRecord) -> Response {
     sh.with_board(|b| b.finish(rec));
     sh.stopped().await;
     json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", "")
+}
+
+async fn get_alerts(State(sh): State<Arc<Shared>>) -> Response {
+    axum::Json(sh.board().alerts()).into_response()
 }
 
 async fn get_stats(State(sh): State<Arc<Shared>>) -> Response {

@@ -7,7 +7,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::decode::Parsed;
-use super::record::{Outcome, ReceivedImpression, RequestRecord};
+use super::record::{Outcome, ReceivedAlert, ReceivedImpression, RequestRecord};
+
+/// Alerts kept at most (the oldest dropped beyond).
+const MAX_KEPT_ALERTS: usize = 10_000;
 
 /// Distinct environments / splits counted by name; further ones are counted under
 /// [`OTHER_KEY`], so a sender inventing names cannot grow the maps without bound.
@@ -33,6 +36,8 @@ pub struct Stats {
     pub duplicate_impressions: u64,
     /// First-time-delivered Slack messages (also counted in `unique_batches`).
     pub slack_messages: u64,
+    /// First-time-delivered sluice operator alerts (also counted in `unique_batches`).
+    pub alert_events: u64,
     /// Deliveries refused 401: missing or wrong signature (with a secret configured).
     pub bad_signatures: u64,
     /// Deliveries refused 400/415: not valid gzip, JSON or outgoing form; wrong content type
@@ -84,6 +89,7 @@ pub(crate) struct Board {
     seen_order: VecDeque<Arc<str>>,
     requests: VecDeque<RequestRecord>,
     kept: VecDeque<ReceivedImpression>,
+    alerts: VecDeque<ReceivedAlert>,
 }
 
 fn add_counts(map: &mut BTreeMap<String, u64>, counts: &[(String, u64)]) {
@@ -107,6 +113,7 @@ impl Board {
             seen_order: VecDeque::new(),
             requests: VecDeque::new(),
             kept: VecDeque::new(),
+            alerts: VecDeque::new(),
         }
     }
 
@@ -133,10 +140,11 @@ impl Board {
         parsed: Parsed,
         received_at: Instant,
         received_unix_ms: i64,
+        signature_ok: Option<bool>,
     ) -> Outcome {
         let count = match &parsed {
             Parsed::Impressions(b) => b.count,
-            Parsed::Slack => 0,
+            Parsed::Slack | Parsed::Alert(_) => 0,
         };
         self.stats.delivered_batches += 1;
         if self.seen.contains(webhook_id) {
@@ -159,6 +167,19 @@ impl Board {
             Parsed::Slack => {
                 self.stats.slack_messages += 1;
                 Outcome::Slack
+            }
+            Parsed::Alert(event) => {
+                self.stats.alert_events += 1;
+                if self.alerts.len() >= MAX_KEPT_ALERTS {
+                    self.alerts.pop_front();
+                }
+                self.alerts.push_back(ReceivedAlert {
+                    webhook_id: webhook_id.to_owned(),
+                    received_unix_ms,
+                    signature_ok,
+                    event,
+                });
+                Outcome::Alert
             }
             Parsed::Impressions(batch) => {
                 self.stats.unique_impressions += batch.count;
@@ -187,7 +208,7 @@ impl Board {
     pub(crate) fn finish(&mut self, rec: RequestRecord) {
         let s = &mut self.stats;
         match rec.outcome {
-            Outcome::Delivered | Outcome::Slack | Outcome::Duplicate => {}
+            Outcome::Delivered | Outcome::Slack | Outcome::Alert | Outcome::Duplicate => {}
             Outcome::BadSignature => s.bad_signatures += 1,
             Outcome::BadBody | Outcome::UnsupportedMedia => s.bad_bodies += 1,
             Outcome::BadHeaders => s.bad_headers += 1,
@@ -226,6 +247,11 @@ impl Board {
     pub(crate) fn impressions(&self, limit: usize) -> Vec<ReceivedImpression> {
         let skip = self.kept.len().saturating_sub(limit);
         self.kept.iter().skip(skip).cloned().collect()
+    }
+
+    /// The alerts received, oldest first.
+    pub(crate) fn alerts(&self) -> Vec<ReceivedAlert> {
+        self.alerts.iter().cloned().collect()
     }
 
     /// Forgets everything except requests being held right now.

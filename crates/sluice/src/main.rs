@@ -1,7 +1,7 @@
 //! The `sluice` command line.
 
 use clap::{Parser, Subcommand};
-use sluice::admin_cli::{self, ApiArgs, EnvCmd, IntegrationCmd, OutputArgs};
+use sluice::admin_cli::{self, AlertsCmd, ApiArgs, EnvCmd, IntegrationCmd, OutputArgs};
 use sluice::serve::{self, ServeOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +54,15 @@ enum Cmd {
         out: OutputArgs,
         #[command(subcommand)]
         cmd: IntegrationCmd,
+    },
+    /// Manage operator alert destinations over the admin API.
+    Alerts {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+        #[command(subcommand)]
+        cmd: AlertsCmd,
     },
 }
 
@@ -261,6 +270,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Export(a) => sluice::export_cli::run(a).await,
             Cmd::Env { api, out, cmd } => admin_cli::env_cmd(&api, &out, cmd).await,
             Cmd::Integration { api, out, cmd } => admin_cli::integration_cmd(&api, &out, cmd).await,
+            Cmd::Alerts { api, out, cmd } => admin_cli::alerts_cmd(&api, &out, cmd).await,
         }
     });
     match result {

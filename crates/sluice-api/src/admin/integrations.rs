@@ -27,7 +27,7 @@ fn find(s: &AppState, id: &str) -> Result<Arc<Integration>, ApiError> {
 
 /// Configuration-time destination check (SPEC §6): scheme, IP literals, and every
 /// address the host resolves to now. (Connect time checks again, after DNS.)
-async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), ApiError> {
+pub(crate) async fn check_destination(policy: &AddressPolicy, url: &str) -> Result<(), ApiError> {
     let invalid =
         |d: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("url: {d}"));
     let host = policy.check_url(url).map_err(|e| invalid(e.to_string()))?;

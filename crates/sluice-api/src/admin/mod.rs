@@ -5,6 +5,7 @@
 //! it. `PUT` replaces an object; `PATCH` applies a JSON merge patch (RFC 7396) to the
 //! stored object and then validates the result exactly as `PUT` would.
 
+pub mod alerts;
 pub mod dashboard;
 pub mod environments;
 pub mod fleet;

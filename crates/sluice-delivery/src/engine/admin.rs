@@ -245,7 +245,7 @@ impl DeliveryEngine {
             )
             .await?;
         self.shared_for(integ, true).manual_pause.send_replace(true);
-        crate::events::manual(integ, true);
+        self.ctx.events.manual(integ, true);
         Ok(())
     }
 
@@ -258,7 +258,7 @@ impl DeliveryEngine {
         let s = self.shared_for(integ, false);
         s.with(|st| st.health.reset());
         s.manual_pause.send_replace(false);
-        crate::events::manual(integ, false);
+        self.ctx.events.manual(integ, false);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub use admin::{IntegrationState, IntegrationStatus, PauseRecord};
 pub use counters::IntegrationCounters;
 pub use test_send::TestResult;
 
+use crate::alerts::AlertService;
 use crate::context::{DeliveryCtx, EngineOptions};
 use crate::integration::IntegrationTask;
 use crate::replay::request::plan;
@@ -54,6 +55,8 @@ pub struct DeliveryEngine {
     replays: tokio::sync::Mutex<HashMap<String, ActiveReplay>>,
     stop: watch::Sender<bool>,
     backoff: Backoff,
+    /// Operator alerts: their own tasks and clients, fed by the state changes.
+    alerts: Arc<AlertService>,
 }
 
 fn manual_key(id: &str) -> String {
@@ -72,8 +75,10 @@ impl DeliveryEngine {
 
     /// An engine over a given context (clock, endpoints): for tests.
     pub fn with_context(catalog: Arc<Catalog>, ctx: DeliveryCtx) -> Arc<DeliveryEngine> {
+        let ctx = Arc::new(ctx);
         Arc::new(DeliveryEngine {
-            ctx: Arc::new(ctx),
+            alerts: AlertService::new(ctx.clone()),
+            ctx,
             catalog,
             running: tokio::sync::Mutex::new(HashMap::new()),
             shared: Mutex::new(HashMap::new()),
@@ -88,6 +93,7 @@ impl DeliveryEngine {
     pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
         drop(self.follow_pauses());
         let me = self.clone();
+        let alerts = self.alerts.start(self.catalog.clone());
         tokio::spawn(async move {
             let mut changes = me.catalog.subscribe();
             let mut members = me.ctx.opts.ownership.changes();
@@ -101,6 +107,8 @@ impl DeliveryEngine {
                 }
             }
             me.stop_all().await;
+            me.alerts.shutdown().await;
+            let _ = alerts.await;
         })
     }
 
@@ -161,11 +169,17 @@ impl DeliveryEngine {
             .send_if_modified(|p| std::mem::replace(p, paused) != paused);
     }
 
+    /// The operator-alert service (alert destinations and their delivery).
+    pub fn alerts(&self) -> &Arc<AlertService> {
+        &self.alerts
+    }
+
     /// Stops every task (in-flight requests are abandoned; their batches stay pinned and
     /// are resent with the same id after restart).
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
         self.stop_all().await;
+        self.alerts.shutdown().await;
     }
 
     async fn stop_all(&self) {
@@ -344,7 +358,7 @@ impl DeliveryEngine {
         }
         let job = plan(&self.ctx, &integ, &req).await?;
         replay::save_job(self.ctx.meta.as_ref(), &job).await?;
-        crate::events::replay_started(&integ, &job);
+        self.ctx.events.replay_started(&integ, &job);
         let active = self
             .spawn_replay(integ.clone(), job.clone())
             .map_err(|e| ReplayError::Invalid(format!("cannot build HTTP client: {e}")))?;

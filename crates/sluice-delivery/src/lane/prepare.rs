@@ -203,7 +203,7 @@ impl Lane {
             lost_impressions: 0,
         };
         let gap = record_gap(self.ctx.meta.as_ref(), gap).await?;
-        crate::events::gap_recorded(&self.integ, &gap);
+        self.ctx.events.gap_recorded(&self.integ, &gap);
         self.position = Some(to);
         self.save().await?;
         self.shared.with(|s| {

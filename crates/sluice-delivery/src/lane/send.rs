@@ -81,7 +81,7 @@ impl Lane {
         let probing = if probing {
             match self.shared.with(|s| s.health.tick(Instant::now())) {
                 Phase::Probing => {
-                    crate::events::probing(&self.integ, &self.env);
+                    self.ctx.events.probing(&self.integ, &self.env);
                     true
                 }
                 Phase::Active => false,
@@ -106,9 +106,9 @@ impl Lane {
                 s.health.last_pause().cloned()
             });
             if ok {
-                crate::events::resumed(&self.integ, &self.env);
+                self.ctx.events.resumed(&self.integ, &self.env);
             } else if let Some(p) = pause {
-                crate::events::paused(&self.integ, &self.env, &p);
+                self.ctx.events.pause_extended(&self.integ, &self.env, &p);
             }
             self.note_retry_after(&first);
             return if ok { Ok(Delivered(batch)) } else { Err(batch) };
@@ -158,7 +158,7 @@ impl Lane {
             }
         });
         if let Some(p) = &pause {
-            crate::events::paused(&self.integ, &self.env, p);
+            self.ctx.events.paused(&self.integ, &self.env, p);
         }
         pause.is_some()
     }

@@ -236,7 +236,7 @@ impl ReplayRun {
         if let Some(gap) = &job.gap_id {
             settle_gap(self.ctx.meta.as_ref(), &job, gap).await;
         }
-        crate::events::replay_finished(&self.integ, &job);
+        self.ctx.events.replay_finished(&self.integ, &job);
     }
 }
 

@@ -1,6 +1,8 @@
-//! Admin commands over the HTTP API (`sluice env …`, `sluice integration …`): the command
-//! definitions here, their effects in [`env`] and [`integration`], printing in [`output`].
+//! Admin commands over the HTTP API (`sluice env …`, `sluice integration …`, `sluice
+//! alerts …`): the command definitions here, their effects in [`env`], [`integration`] and
+//! [`alerts`], printing in [`output`].
 
+mod alerts;
 mod env;
 mod integration;
 pub mod output;
@@ -8,6 +10,7 @@ pub mod output;
 use clap::{Args, Subcommand};
 use sluice_client::{AdminClient, ClientError};
 
+pub use alerts::alerts_cmd;
 pub use env::env_cmd;
 pub use integration::integration_cmd;
 
@@ -201,6 +204,57 @@ pub enum IntegrationCmd {
     /// Delete an integration and its delivery state (stored impressions are kept).
     Delete {
         /// The integration's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCmd {
+    /// List alert destinations (where operator alerts are POSTed).
+    List,
+    /// Show one alert destination (the secret redacted) and how its delivery is doing.
+    Show {
+        /// The alert destination's id.
+        id: String,
+    },
+    /// Create an alert destination: sluice POSTs a signed JSON event to the URL for each
+    /// event type given.
+    Create {
+        /// The URL events are POSTed to.
+        #[arg(long)]
+        url: String,
+        /// Shared secret each event is signed with (Standard Webhooks).
+        #[arg(long)]
+        secret: String,
+        /// An event type to send (repeatable, at least one): integration.paused,
+        /// integration.resumed, integration.gap, integration.disabled, replay.finished.
+        #[arg(long = "event", value_name = "TYPE", required = true)]
+        events: Vec<String>,
+        /// Only this project's events (default: a project token's own project; with the
+        /// admin token and no --project, every project's).
+        #[arg(long)]
+        project: Option<String>,
+        /// The id to give it (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Change an alert destination: only the options given change (PATCH).
+    Update {
+        /// The alert destination's id.
+        id: String,
+        /// New URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// New signing secret.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Replace the event types with these (repeatable).
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+    },
+    /// Delete an alert destination and the events still waiting for it.
+    Delete {
+        /// The alert destination's id.
         id: String,
     },
 }

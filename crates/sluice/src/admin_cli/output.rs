@@ -36,6 +36,7 @@ const TIME_KEYS: &[&str] = &[
     "startedAt",
     "finishedAt",
     "pausedAt",
+    "lastErrorAt",
 ];
 
 /// The member `key` of an object as a cell: times (ms since the epoch) as RFC 3339 UTC.
