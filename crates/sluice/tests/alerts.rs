@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests and tools: a broken setup should panic
 
 mod common;
+#[allow(unused_imports)] // the shared module re-exports helpers this test does not use
 #[path = "common/process.rs"]
 mod process;
 

@@ -385,9 +385,10 @@ async fn a_server_without_a_scheme_is_http_and_a_bad_one_is_refused_clearly() {
 /// `serve --help` shows the defaults of --listen and --data-dir.
 #[tokio::test]
 async fn every_command_and_option_has_help() {
-    let mut commands: Vec<Vec<&str>> = vec![vec!["env"], vec!["integration"]];
+    let mut commands: Vec<Vec<&str>> = vec![vec!["env"], vec!["integration"], vec!["alerts"]];
     for sub in ["list", "show", "create", "update", "delete"] {
         commands.push(vec!["env", sub]);
+        commands.push(vec!["alerts", sub]);
     }
     for sub in [
         "list", "show", "create", "update", "status", "attempts", "gaps", "replay", "replays",
@@ -428,4 +429,86 @@ async fn every_command_and_option_has_help() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("default: 127.0.0.1:8080"), "{help}");
     assert!(help.contains("default: ./sluice-data"), "{help}");
+}
+
+#[tokio::test]
+async fn alerts_commands_create_list_show_update_and_delete() {
+    let s = Sluice::start().await;
+    let server = bare(&s);
+    let server = server.as_str();
+    let url = "http://127.0.0.1:9/ops";
+    let out = ok(
+        server,
+        &[
+            "alerts",
+            "create",
+            "--id",
+            "ops",
+            "--url",
+            url,
+            "--secret",
+            "whsec-ops",
+            "--event",
+            "integration.paused",
+            "--event",
+            "integration.gap",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out,
+        format!(
+            "created alert destination\n\
+             id:      ops\n\
+             url:     {url}\n\
+             project: -\n\
+             events:  integration.paused, integration.gap\n\
+             secret:  ********\n"
+        )
+    );
+    assert_eq!(
+        ok(server, &["alerts", "list"]).await,
+        format!(
+            "ID   URL                     PROJECT          EVENTS\n\
+             ops  {url}  (every project)  integration.paused,integration.gap\n"
+        )
+    );
+    let updated = ok(
+        server,
+        &["alerts", "update", "ops", "--event", "replay.finished"],
+    )
+    .await;
+    assert!(updated.contains("events:  replay.finished\n"), "{updated}");
+    let shown = ok(server, &["alerts", "show", "ops"]).await;
+    assert!(shown.contains("state:           active\n"), "{shown}");
+    assert!(shown.contains("pendingEvents:   0\n"), "{shown}");
+    let v = json(server, &["alerts", "show", "ops"]).await;
+    assert_eq!(
+        v["destination"]["events"],
+        serde_json::json!(["replay.finished"])
+    );
+    let (success, _, stderr) = run(
+        server,
+        &[
+            "alerts",
+            "create",
+            "--url",
+            url,
+            "--secret",
+            "s",
+            "--event",
+            "integration.exploded",
+        ],
+    )
+    .await;
+    assert!(!success);
+    assert!(stderr.contains("events[0]"), "{stderr}");
+    assert_eq!(
+        ok(server, &["alerts", "delete", "ops"]).await,
+        "deleted alert destination ops and the events waiting for it\n"
+    );
+    assert_eq!(
+        json(server, &["alerts", "list"]).await,
+        serde_json::json!([])
+    );
 }

@@ -208,7 +208,7 @@ async fn every_route_answers_as_openapi_json_says() {
             M::POST,
             "/v1/projects",
             "/v1/projects",
-            Send::Raw("text/plain", b"{}".to_vec())
+            Send::Raw("application/xml", b"{}".to_vec())
         )
         .await
         .0,
@@ -425,7 +425,7 @@ async fn every_route_answers_as_openapi_json_says() {
             bulk_path,
             bulk_path,
             Some(SDK_KEY),
-            Send::Raw("text/plain", b"[]".to_vec())
+            Send::Raw("application/xml", b"[]".to_vec())
         )
         .await
         .0,
