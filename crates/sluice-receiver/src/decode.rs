@@ -100,6 +100,22 @@ impl Job {
     }
 }
 
+/// What the receiver makes of one delivery body — gzip inflated (capped at `max_bytes`)
+/// when `gzip`, then validated: `Ok(impressions)` (0 for a Slack message) or why it was
+/// refused. The same path as a real request, without HTTP; the entry point of
+/// `fuzz/fuzz_targets/receiver_body.rs`.
+pub fn check_body(body: &[u8], gzip: bool, max_bytes: usize, keep: bool) -> Result<u64, String> {
+    let plain: Cow<'_, [u8]> = if gzip {
+        Cow::Owned(gunzip(body, max_bytes).map_err(|e| format!("{e:?}"))?)
+    } else {
+        Cow::Borrowed(body)
+    };
+    match parse(&plain, keep)? {
+        Parsed::Impressions(b) => Ok(b.count),
+        Parsed::Slack => Ok(0),
+    }
+}
+
 /// Decompresses a gzip body (one or more members), refusing more than `max` bytes of output.
 pub(crate) fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, Reject> {
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max).min(16 << 20));

@@ -54,6 +54,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub use cli::{ReceiverArgs, run};
+pub use decode::check_body;
 pub use faults::FaultMode;
 pub use record::{Outcome, ReceivedAlert, ReceivedImpression, RequestRecord};
 pub use server::ReceiverHandle;

@@ -313,7 +313,7 @@ fn truncate(mut s: String) -> String {
 
 /// `Retry-After`: delta-seconds, or an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`) relative
 /// to `now` (a date in the past means zero). Clamped to [`MAX_RETRY_AFTER`].
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     let wait = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         // All digits: only overflow can fail, and that is "very long".

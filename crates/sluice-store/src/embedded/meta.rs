@@ -11,6 +11,7 @@
 //! had, so a compare-and-swap with a revision read before the deletion conflicts.
 
 use crate::change_hub::{self, ChangeHub};
+use crate::embedded::disk::{self, Disk, DiskBackend};
 use crate::error::{StoreError, Transient};
 use crate::meta::{Bucket, Expect, MetaChange, MetaStore, MetaWatch, Versioned};
 use async_trait::async_trait;
@@ -79,10 +80,33 @@ impl Drop for RedbMeta {
 const MAX_GROUP: usize = 4096;
 
 impl RedbMeta {
+    /// Opens (creating if needed) the database file at `path` with redb's own file
+    /// backend (which also locks the file against a second process).
     pub fn open(path: &Path) -> Result<RedbMeta, StoreError> {
-        let db = Arc::new(Database::create(path).map_err(meta_err)?);
+        let db = Database::create(path).map_err(meta_err)?;
+        disk::sync_parents(&disk::OsDisk, path)?;
+        RedbMeta::start(db)
+    }
+
+    /// Opens the database file at `path` on a given disk through [`DiskBackend`] (tests
+    /// put it on a [`SimDisk`](crate::embedded::disk::SimDisk) to cut its power).
+    pub fn open_on(disk: &dyn Disk, path: &Path) -> Result<RedbMeta, StoreError> {
+        let backend = DiskBackend(disk.open_or_create(path)?);
+        disk::sync_parents(disk, path)?;
+        RedbMeta::start(
+            Database::builder()
+                .create_with_backend(backend)
+                .map_err(meta_err)?,
+        )
+    }
+
+    /// Every write commits with [`Durability::Immediate`]: a write is acknowledged only once redb's commit has
+    /// been fsynced, so it survives a power cut (`embedded::power_cut_tests`).
+    fn start(db: Database) -> Result<RedbMeta, StoreError> {
+        let db = Arc::new(db);
         {
-            let w = db.begin_write().map_err(meta_err)?;
+            let mut w = db.begin_write().map_err(meta_err)?;
+            w.set_durability(Durability::Immediate).map_err(meta_err)?;
             {
                 let mut revisions = w.open_table(REVISIONS).map_err(meta_err)?;
                 for b in Bucket::ALL {

@@ -3,9 +3,10 @@
 //! environment id check that guards every path built from an id.
 
 use super::segment::Segment;
+use crate::embedded::disk::Disk;
 pub use crate::log::validate_env_id;
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::watch;
 
 /// Committed state of one environment's log. Only the environment's writer thread adds
@@ -56,18 +57,27 @@ pub struct EnvLog {
     pub dir: PathBuf,
     /// Which writer thread owns this environment's appends.
     pub writer: usize,
+    /// The disk the log's files are on.
+    pub disk: Arc<dyn Disk>,
     state: RwLock<EnvState>,
     pub watch: watch::Sender<u64>,
 }
 
 impl EnvLog {
-    pub fn new(id: String, root: &Path, writer: usize, state: EnvState) -> EnvLog {
+    pub fn new(
+        id: String,
+        root: &Path,
+        writer: usize,
+        disk: Arc<dyn Disk>,
+        state: EnvState,
+    ) -> EnvLog {
         let dir = root.join(&id);
         let (watch, _) = watch::channel(state.next);
         EnvLog {
             id,
             dir,
             writer,
+            disk,
             state: RwLock::new(state),
             watch,
         }

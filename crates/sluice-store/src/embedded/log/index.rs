@@ -16,7 +16,7 @@
 //! the caller additionally spot-checks frame headers on disk against it.
 
 use super::frame::{HEADER_LEN, MAX_PAYLOAD};
-use std::io::Write;
+use crate::embedded::disk::Disk;
 use std::path::Path;
 
 /// What the log knows about one stored entry without reading its payload.
@@ -146,6 +146,7 @@ pub fn decode_sidecar(
 /// Writes a sidecar next to its segment (via a temporary file and a rename, no fsync:
 /// it is rebuilt from the segment whenever it does not check out).
 pub fn write_sidecar(
+    disk: &dyn Disk,
     path: &Path,
     segment_base: u64,
     segment_len: u64,
@@ -153,10 +154,8 @@ pub fn write_sidecar(
 ) -> std::io::Result<()> {
     let bytes = encode_sidecar(segment_base, segment_len, entries);
     let tmp = path.with_extension("idx.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&bytes)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    disk.create(&tmp)?.write_all_at(&bytes, 0)?;
+    disk.rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod tests;
 
 pub use retention::RetentionReport;
 
+use crate::embedded::disk::{self, Disk};
 use crate::error::{StoreError, Transient};
 use crate::log::{AppendEntry, AppendReceipt, ImpressionLog, LogBounds, StoredEntry};
 use async_trait::async_trait;
@@ -119,6 +120,8 @@ pub(crate) struct Counters {
 /// State shared by the log handle, the writer threads and the retention thread.
 pub(crate) struct Shared {
     root: PathBuf,
+    /// Every file operation goes through it (the OS, or a simulated disk in tests).
+    disk: Arc<dyn Disk>,
     opts: LogOptions,
     envs: RwLock<HashMap<String, Arc<EnvLog>>>,
     /// Committed plus reserved segment bytes over all environments.
@@ -150,6 +153,7 @@ impl Shared {
                     id.to_string(),
                     &self.root,
                     self.writer_for(id),
+                    self.disk.clone(),
                     EnvState::empty(),
                 ))
             })
@@ -214,16 +218,24 @@ impl Shared {
     }
 }
 
+/// Scans `bytes` as start-up recovery scans an active segment file starting at offset
+/// 0 (magic, length, checksum, dense offsets, frame by frame), and reads the frames it
+/// accepts back with their checksums verified: `(frames accepted, bytes they span)`.
+/// Never panics, whatever the bytes — the entry point of the `segment_frames` fuzz target.
+#[doc(hidden)]
+pub fn scan_segment_bytes(bytes: &[u8]) -> Result<(usize, u64), StoreError> {
+    let file = disk::BytesFile(bytes);
+    let scan = segment::scan_file(&file, 0, bytes.len() as u64)?;
+    let mut out = Vec::with_capacity(scan.entries.len());
+    segment::read_entries(&file, Path::new("fuzz"), &scan.entries, &mut out)?;
+    Ok((out.len(), scan.good_len))
+}
+
 /// Milliseconds since the Unix epoch (0 for a clock before it).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Makes a directory's entries (created, renamed, removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The embedded, durable, segmented impression log. See the module documentation.
@@ -247,13 +259,24 @@ impl SegmentLog {
     /// Opens (creating if needed) the log rooted at `dir`, recovering every environment's
     /// segments (see `recovery`), and starts the writer and retention threads. Blocking:
     /// call it before starting to serve, or from `spawn_blocking`.
-    pub fn open(dir: &Path, mut opts: LogOptions) -> Result<SegmentLog, StoreError> {
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<SegmentLog, StoreError> {
+        SegmentLog::open_on(disk::os(), dir, opts)
+    }
+
+    /// [`SegmentLog::open`] on a given disk (tests put the log on a
+    /// [`SimDisk`](crate::embedded::disk::SimDisk)).
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        mut opts: LogOptions,
+    ) -> Result<SegmentLog, StoreError> {
         opts.segment_bytes = opts.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
         opts.writer_threads = opts.writer_threads.clamp(1, 64);
         opts.segment_max_age_ms = opts.segment_max_age_ms.max(1);
-        std::fs::create_dir_all(dir)?;
+        disk::create_dir_durable(&*disk, dir)?;
         let shared = Shared {
             root: dir.to_path_buf(),
+            disk: disk.clone(),
             opts,
             envs: RwLock::new(HashMap::new()),
             total_bytes: AtomicU64::new(0),
@@ -263,29 +286,31 @@ impl SegmentLog {
         };
         let mut envs = HashMap::new();
         let mut total = 0;
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_dir() {
+        for entry in disk.list_dir(dir)? {
+            if !entry.is_dir {
                 continue;
             }
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                warn!(path = %entry.path().display(), "ignoring a directory with a non-UTF-8 name in the log directory");
-                continue;
-            };
+            let name = entry.name.as_str();
+            let path = dir.join(name);
             if name.starts_with(".trash-") {
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    warn!(path = %entry.path().display(), error = %e, "could not delete a removed environment's log");
+                if let Err(e) = disk.remove_dir_all(&path) {
+                    warn!(path = %path.display(), error = %e, "could not delete a removed environment's log");
                 }
                 continue;
             }
             if validate_env_id(name).is_err() {
-                warn!(path = %entry.path().display(), "ignoring a directory that is not an environment id in the log directory");
+                warn!(path = %path.display(), "ignoring a directory that is not an environment id in the log directory");
                 continue;
             }
-            let state = recovery::recover_env(&entry.path(), name)?;
+            let state = recovery::recover_env(&*disk, &path, name)?;
             total += state.bytes();
-            let env = EnvLog::new(name.to_string(), dir, shared.writer_for(name), state);
+            let env = EnvLog::new(
+                name.to_string(),
+                dir,
+                shared.writer_for(name),
+                disk.clone(),
+                state,
+            );
             envs.insert(name.to_string(), Arc::new(env));
         }
         shared.total_bytes.store(total, Ordering::Relaxed);

@@ -11,7 +11,6 @@ use super::index::IndexEntry;
 use super::segment::{self, log_path};
 use crate::error::StoreError;
 use crate::log::StoredEntry;
-use std::fs::File;
 use std::io;
 use std::sync::atomic::Ordering;
 
@@ -143,7 +142,7 @@ fn fetch(env: &EnvLog, plan: &Plan) -> Result<Fetched, StoreError> {
     let mut out = Vec::new();
     for span in &plan.spans {
         let path = log_path(&env.dir, span.base);
-        let file = match File::open(&path) {
+        let file = match env.disk.open_read(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Retention deletes oldest first, so what was read so far is a valid prefix.
@@ -155,7 +154,7 @@ fn fetch(env: &EnvLog, plan: &Plan) -> Result<Fetched, StoreError> {
             }
             Err(e) => return Err(e.into()),
         };
-        if let Err(e) = segment::read_entries(&file, &path, &span.entries, &mut out) {
+        if let Err(e) = segment::read_entries(&*file, &path, &span.entries, &mut out) {
             if env.read().generation != plan.generation {
                 return Ok(Fetched::Replan);
             }

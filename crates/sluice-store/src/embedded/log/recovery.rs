@@ -19,34 +19,31 @@
 use super::env::EnvState;
 use super::index::{self, IndexEntry};
 use super::segment::{self, Segment, idx_path, log_path};
-use super::sync_dir;
+use crate::embedded::disk::{Disk, DiskFile};
 use crate::error::StoreError;
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 use tracing::{error, info, warn};
 
 /// Recovers the log in `dir` for environment `env` (used only in log messages).
-pub fn recover_env(dir: &Path, env: &str) -> Result<EnvState, StoreError> {
+pub fn recover_env(disk: &dyn Disk, dir: &Path, env: &str) -> Result<EnvState, StoreError> {
     let mut bases = Vec::new();
     let mut idx_bases = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for entry in disk.list_dir(dir)? {
+        let name = entry.name.as_str();
         if let Some(base) = segment::parse_log_name(name) {
             bases.push(base);
         } else if let Some(base) = segment::parse_idx_name(name) {
             idx_bases.push(base);
         } else if name.ends_with(".idx.tmp") {
-            remove_quietly(&entry.path());
+            remove_quietly(disk, &dir.join(name));
         }
     }
     bases.sort_unstable();
     // Sidecars without a segment are leftovers of retention interrupted by a crash.
     for base in idx_bases {
         if bases.binary_search(&base).is_err() {
-            remove_quietly(&idx_path(dir, base));
+            remove_quietly(disk, &idx_path(dir, base));
         }
     }
 
@@ -61,7 +58,7 @@ pub fn recover_env(dir: &Path, env: &str) -> Result<EnvState, StoreError> {
             let prev_end = prev.end_offset();
             if base < prev_end {
                 error!(env, segment = %path.display(), prev_end, "log segment overlaps the previous one; the log stops before it");
-                quarantine(dir, &bases[i..]);
+                quarantine(disk, dir, &bases[i..]);
                 dir_changed = true;
                 break;
             }
@@ -69,32 +66,32 @@ pub fn recover_env(dir: &Path, env: &str) -> Result<EnvState, StoreError> {
                 warn!(env, segment = %path.display(), missing_from = prev_end, "gap in the log before this segment (offsets {prev_end}..{base} are missing)");
             }
         }
-        let file = File::open(&path)?;
-        let file_len = file.metadata()?.len();
+        let file = disk.open_read(&path)?;
+        let file_len = file.size()?;
         if !is_last {
-            if let Some(entries) = load_sidecar(dir, base, &file, file_len)? {
+            if let Some(entries) = load_sidecar(disk, dir, base, &*file, file_len)? {
                 segments.push(Segment::from_entries(base, file_len, entries));
                 i += 1;
                 continue;
             }
         } else {
             // The active segment is always scanned; an old sidecar for it is stale.
-            remove_quietly(&idx_path(dir, base));
+            remove_quietly(disk, &idx_path(dir, base));
         }
-        let scan = segment::scan_file(&file, base, file_len)?;
+        let scan = segment::scan_file(&*file, base, file_len)?;
         drop(file);
         match scan.problem {
             None if is_last => segments.push(Segment::from_entries(base, file_len, scan.entries)),
             None if scan.entries.is_empty() => {
                 warn!(env, segment = %path.display(), "removing an empty sealed log segment");
-                remove_quietly(&path);
-                remove_quietly(&idx_path(dir, base));
+                remove_quietly(disk, &path);
+                remove_quietly(disk, &idx_path(dir, base));
                 dir_changed = true;
             }
             None => {
                 info!(env, segment = %path.display(), "rebuilt log segment index");
                 if let Err(e) =
-                    index::write_sidecar(&idx_path(dir, base), base, file_len, &scan.entries)
+                    index::write_sidecar(disk, &idx_path(dir, base), base, file_len, &scan.entries)
                 {
                     warn!(env, segment = %path.display(), error = %e, "could not write segment index sidecar");
                 }
@@ -113,18 +110,18 @@ pub fn recover_env(dir: &Path, env: &str) -> Result<EnvState, StoreError> {
                         %problem,
                         "corrupt entry inside a sealed log segment; the log stops there and later segments are moved aside"
                     );
-                    remove_quietly(&idx_path(dir, base));
-                    quarantine(dir, &bases[i + 1..]);
+                    remove_quietly(disk, &idx_path(dir, base));
+                    quarantine(disk, dir, &bases[i + 1..]);
                     dir_changed = true;
                 }
-                truncate(&path, scan.good_len);
+                truncate(disk, &path, scan.good_len);
                 segments.push(Segment::from_entries(base, scan.good_len, scan.entries));
                 break;
             }
         }
         i += 1;
     }
-    if dir_changed && let Err(e) = sync_dir(dir) {
+    if dir_changed && let Err(e) = disk.sync_dir(dir) {
         warn!(env, error = %e, "could not sync log directory after recovery");
     }
     let next = segments.last().map_or(0, Segment::end_offset);
@@ -144,12 +141,13 @@ pub fn recover_env(dir: &Path, env: &str) -> Result<EnvState, StoreError> {
 
 /// The index of a sealed segment from its sidecar, if the sidecar checks out.
 fn load_sidecar(
+    disk: &dyn Disk,
     dir: &Path,
     base: u64,
-    file: &File,
+    file: &dyn DiskFile,
     file_len: u64,
 ) -> io::Result<Option<Vec<IndexEntry>>> {
-    let bytes = match std::fs::read(idx_path(dir, base)) {
+    let bytes = match disk.read(&idx_path(dir, base)) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
@@ -172,10 +170,10 @@ fn load_sidecar(
 
 /// Cuts a segment file back to `len` bytes. On failure the writer retries before its
 /// first write (it always compares the file length with the committed length).
-fn truncate(path: &Path, len: u64) {
-    let res = OpenOptions::new().write(true).open(path).and_then(|f| {
+fn truncate(disk: &dyn Disk, path: &Path, len: u64) {
+    let res = disk.open_rw(path).and_then(|f| {
         f.set_len(len)?;
-        f.sync_all()
+        f.sync_data()
     });
     if let Err(e) = res {
         error!(segment = %path.display(), error = %e, "could not truncate log segment; retried before the next append");
@@ -183,20 +181,20 @@ fn truncate(path: &Path, len: u64) {
 }
 
 /// Moves segments out of the log (renamed `<base>.log.corrupt`) and drops their sidecars.
-fn quarantine(dir: &Path, bases: &[u64]) {
+fn quarantine(disk: &dyn Disk, dir: &Path, bases: &[u64]) {
     for &base in bases {
         let path = log_path(dir, base);
         let target = path.with_extension("log.corrupt");
-        if let Err(e) = std::fs::rename(&path, &target) {
+        if let Err(e) = disk.rename(&path, &target) {
             error!(segment = %path.display(), error = %e, "could not move a log segment aside; deleting it");
-            remove_quietly(&path);
+            remove_quietly(disk, &path);
         }
-        remove_quietly(&idx_path(dir, base));
+        remove_quietly(disk, &idx_path(dir, base));
     }
 }
 
-fn remove_quietly(path: &Path) {
-    match std::fs::remove_file(path) {
+fn remove_quietly(disk: &dyn Disk, path: &Path) {
+    match disk.remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => warn!(path = %path.display(), error = %e, "could not remove a log file"),

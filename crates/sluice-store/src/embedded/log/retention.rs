@@ -6,9 +6,9 @@
 //! before its files are unlinked; a reader that already opened it keeps reading it, one
 //! that had only planned to re-plans from the new first offset.
 
+use super::Shared;
 use super::env::EnvLog;
 use super::segment::{idx_path, log_path};
-use super::{Shared, sync_dir};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -73,7 +73,7 @@ fn enforce_env(shared: &Shared, env: &Arc<EnvLog>, now_ms: i64, report: &mut Ret
         report.segments_deleted += 1;
         report.bytes_deleted += len;
         for path in [log_path(&env.dir, base), idx_path(&env.dir, base)] {
-            match std::fs::remove_file(&path) {
+            match env.disk.remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -84,7 +84,7 @@ fn enforce_env(shared: &Shared, env: &Arc<EnvLog>, now_ms: i64, report: &mut Ret
     }
     // Not needed for correctness (a resurrected old segment is simply deleted again),
     // but keeps the on-disk state close to the in-memory one after a crash.
-    if let Err(e) = sync_dir(&env.dir)
+    if let Err(e) = env.disk.sync_dir(&env.dir)
         && e.kind() != io::ErrorKind::NotFound
     {
         warn!(env = %env.id, error = %e, "could not sync log directory after retention");

@@ -4,12 +4,11 @@
 
 use super::frame::{FrameHeader, HEADER_LEN};
 use super::index::IndexEntry;
+use crate::embedded::disk::DiskFile;
 use crate::error::{Corruption, StoreError};
 use crate::log::StoredEntry;
 use bytes::Bytes;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Largest single positional read issued while scanning or reading.
@@ -109,14 +108,14 @@ impl Segment {
 
 /// Sequential, buffered reader over a file, used to validate segments at start-up.
 struct SeqReader<'f> {
-    file: &'f File,
+    file: &'f dyn DiskFile,
     file_len: u64,
     buf: Vec<u8>,
     buf_pos: u64,
 }
 
 impl<'f> SeqReader<'f> {
-    fn new(file: &'f File, file_len: u64) -> Self {
+    fn new(file: &'f dyn DiskFile, file_len: u64) -> Self {
         SeqReader {
             file,
             file_len,
@@ -152,7 +151,7 @@ pub struct ScanOutcome {
 /// Reads and checks every frame of a segment file starting at offset `base`: magic,
 /// length, checksum, and that offsets continue densely. Stops at the first bad frame.
 /// Only I/O errors are errors; bad bytes are reported in [`ScanOutcome::problem`].
-pub fn scan_file(file: &File, base: u64, file_len: u64) -> io::Result<ScanOutcome> {
+pub fn scan_file(file: &dyn DiskFile, base: u64, file_len: u64) -> io::Result<ScanOutcome> {
     let mut rd = SeqReader::new(file, file_len);
     let mut entries = Vec::new();
     let (mut pos, mut expect) = (0u64, base);
@@ -209,7 +208,7 @@ pub fn scan_file(file: &File, base: u64, file_len: u64) -> io::Result<ScanOutcom
 }
 
 /// Whether the frame header on disk at `e.pos` says exactly what the index entry says.
-pub fn header_matches(file: &File, e: &IndexEntry) -> io::Result<bool> {
+pub fn header_matches(file: &dyn DiskFile, e: &IndexEntry) -> io::Result<bool> {
     let mut hdr = [0u8; HEADER_LEN];
     match file.read_exact_at(&mut hdr, e.pos) {
         Ok(()) => {}
@@ -230,7 +229,7 @@ pub fn header_matches(file: &File, e: &IndexEntry) -> io::Result<bool> {
 /// positional read per contiguous run, verifies each against its index entry and
 /// checksum, and returns them with zero-copy payload slices.
 pub fn read_entries(
-    file: &File,
+    file: &dyn DiskFile,
     path: &Path,
     entries: &[IndexEntry],
     out: &mut Vec<StoredEntry>,

@@ -22,13 +22,12 @@ use super::env::{EnvLog, EnvState};
 use super::frame::{self, FrameMeta, HEADER_LEN, MAX_PAYLOAD};
 use super::index::{self, IndexEntry};
 use super::segment::{Segment, idx_path, log_path};
-use super::{Shared, now_ms, retention, sync_dir};
+use super::{Shared, now_ms, retention};
+use crate::embedded::disk::DiskFile;
 use crate::error::{StoreError, Transient};
 use crate::log::{AppendEntry, AppendReceipt};
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -84,7 +83,7 @@ struct WriterEnv {
 
 struct ActiveFile {
     base: u64,
-    file: File,
+    file: Box<dyn DiskFile>,
 }
 
 /// Entries of one environment destined for one segment file within a round.
@@ -209,7 +208,7 @@ impl Writer {
             commit(shared, &env, first);
             while let Some(chunk) = rest.pop_front() {
                 let res = write_chunk(shared, &env, we, &chunk).and_then(|()| match &we.active {
-                    Some(a) => sync_chunk(shared, &env, &a.file, chunk.new_segment),
+                    Some(a) => sync_chunk(shared, &env, &*a.file, chunk.new_segment),
                     None => Err(io::Error::other("segment file handle missing")),
                 });
                 if let Err(e) = res {
@@ -233,7 +232,7 @@ impl Writer {
         let freed;
         let moved = {
             let mut st = env.write();
-            let moved = match std::fs::rename(&env.dir, &trash) {
+            let moved = match shared.disk.rename(&env.dir, &trash) {
                 Ok(()) => true,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(e.into()),
@@ -249,10 +248,10 @@ impl Writer {
         shared.release(freed);
         env.watch.send_replace(0);
         if moved {
-            if let Err(e) = sync_dir(&shared.root) {
+            if let Err(e) = shared.disk.sync_dir(&shared.root) {
                 warn!(error = %e, "could not sync the log directory after removing an environment");
             }
-            if let Err(e) = std::fs::remove_dir_all(&trash) {
+            if let Err(e) = shared.disk.remove_dir_all(&trash) {
                 warn!(path = %trash.display(), error = %e, "could not delete a removed environment's log; it is deleted at next start");
             }
         }
@@ -277,8 +276,8 @@ fn unique_suffix() -> u128 {
 fn prepare(shared: &Shared, env: &EnvLog, we: &mut WriterEnv) -> io::Result<()> {
     clean_stale(shared, env, we)?;
     if !env.read().dir_exists {
-        std::fs::create_dir_all(&env.dir)?;
-        sync_dir(&shared.root)?;
+        shared.disk.create_dir_all(&env.dir)?;
+        shared.disk.sync_dir(&shared.root)?;
         shared.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
         env.write().dir_exists = true;
     }
@@ -291,13 +290,13 @@ fn clean_stale(shared: &Shared, env: &EnvLog, we: &mut WriterEnv) -> io::Result<
         return Ok(());
     }
     for path in &we.stale {
-        match std::fs::remove_file(path) {
+        match shared.disk.remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    sync_dir(&env.dir)?;
+    shared.disk.sync_dir(&env.dir)?;
     shared.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
     we.stale.clear();
     Ok(())
@@ -411,12 +410,7 @@ fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk)
         we.active = None;
         let path = log_path(&env.dir, chunk.seg_base);
         we.stale.push(path.clone());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = shared.disk.create(&path)?;
         file.write_all_at(&chunk.buf, 0)?;
         we.active = Some(ActiveFile {
             base: chunk.seg_base,
@@ -430,13 +424,18 @@ fn write_chunk(shared: &Shared, env: &EnvLog, we: &mut WriterEnv, chunk: &Chunk)
 }
 
 /// Makes a written chunk durable: the file's data, and the directory for a new file.
-fn sync_chunk(shared: &Shared, env: &EnvLog, file: &File, new_segment: bool) -> io::Result<()> {
+fn sync_chunk(
+    shared: &Shared,
+    env: &EnvLog,
+    file: &dyn DiskFile,
+    new_segment: bool,
+) -> io::Result<()> {
     let began = std::time::Instant::now();
     file.sync_data()?;
     metrics::histogram!("sluice_log_fsync_duration_seconds").record(began.elapsed().as_secs_f64());
     shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
     if new_segment {
-        sync_dir(&env.dir)?;
+        shared.disk.sync_dir(&env.dir)?;
         shared.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
@@ -451,13 +450,13 @@ fn sync_many(
     envs: &HashMap<String, WriterEnv>,
     written: &[(Arc<EnvLog>, Chunk, VecDeque<Chunk>)],
 ) -> Vec<io::Result<()>> {
-    let jobs: Vec<(&EnvLog, Option<&File>, bool)> = written
+    let jobs: Vec<(&EnvLog, Option<&dyn DiskFile>, bool)> = written
         .iter()
         .map(|(env, chunk, _)| {
             let file = envs
                 .get(&env.id)
                 .and_then(|we| we.active.as_ref())
-                .map(|a| &a.file);
+                .map(|a| &*a.file);
             (&**env, file, chunk.new_segment)
         })
         .collect();
@@ -550,13 +549,13 @@ fn active_file<'w>(
     we: &'w mut WriterEnv,
     base: u64,
     committed: u64,
-) -> io::Result<&'w File> {
+) -> io::Result<&'w dyn DiskFile> {
     if let Some(active) = we.active.take_if(|a| a.base == base) {
-        return Ok(&we.active.insert(active).file);
+        return Ok(&*we.active.insert(active).file);
     }
     let path = log_path(&env.dir, base);
-    let file = OpenOptions::new().read(true).write(true).open(&path)?;
-    let len = file.metadata()?.len();
+    let file = env.disk.open_rw(&path)?;
+    let len = file.size()?;
     if len < committed {
         return Err(io::Error::other(format!(
             "segment {} is {len} bytes, shorter than its committed length {committed}",
@@ -568,7 +567,7 @@ fn active_file<'w>(
         file.set_len(committed)?;
         file.sync_data()?;
     }
-    Ok(&we.active.insert(ActiveFile { base, file }).file)
+    Ok(&*we.active.insert(ActiveFile { base, file }).file)
 }
 
 /// Publishes a durable chunk to readers and completes its waiters.
@@ -623,7 +622,8 @@ fn commit(shared: &Shared, env: &EnvLog, chunk: Chunk) {
         let _ = reply.send(Ok(receipt));
     }
     if let Some((base, len, entries)) = sealed
-        && let Err(e) = index::write_sidecar(&idx_path(&env.dir, base), base, len, &entries)
+        && let Err(e) =
+            index::write_sidecar(&*env.disk, &idx_path(&env.dir, base), base, len, &entries)
     {
         warn!(env = %env.id, segment = base, error = %e, "could not write segment index sidecar (it is rebuilt at start-up)");
     }
