@@ -12,6 +12,8 @@
 //!   kills ([`cluster`]).
 //! - `sluice bench postmortem` — isolation with many integrations, some failing
 //!   ([`postmortem`]).
+//! - `sluice bench soak` — a long run under kill -9, flipping destinations, exports and
+//!   replays: RSS/fds flat, nothing acknowledged lost ([`soak`]).
 //!
 //! The server runs as a child process (`<sluice> serve`, see [`sluice_exe`]) on 127.0.0.1
 //! with its data
@@ -31,6 +33,7 @@ pub mod postmortem;
 mod proc;
 mod report;
 mod server;
+pub mod soak;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -76,6 +79,9 @@ pub enum Scenario {
     /// Scale-out on a local 3-node NATS JetStream cluster: ingest at R3 through every
     /// node, drain, and takeover time after kill -9 (needs nats-server 2.10+).
     Cluster(cluster::ClusterArgs),
+    /// Long run (default 30 min): steady ingest, destinations flipping through every
+    /// failure mode, kill -9 restarts, exports and replays; RSS/fds sampled, losses counted.
+    Soak(soak::SoakArgs),
 }
 
 /// Options every scenario takes.
@@ -185,6 +191,7 @@ async fn run_scenario(scenario: Scenario) -> anyhow::Result<()> {
             .print();
             cluster::run(&a).await?
         }
+        Scenario::Soak(a) => soak::run_soak(a).await?,
         Scenario::Export(a) => export::run_export_bench(&sluice_exe()?, &a).await?.print(),
         Scenario::Ingest(a) => {
             let m = machine::Machine::detect(&a.common).await;
