@@ -101,7 +101,7 @@ impl Job {
 }
 
 /// What the receiver makes of one delivery body — gzip inflated (capped at `max_bytes`)
-/// when `gzip`, then validated: `Ok(impressions)` (0 for a Slack message) or why it was
+/// when `gzip`, then validated: `Ok(impressions)` (0 for a Slack message or an alert) or why it was
 /// refused. The same path as a real request, without HTTP; the entry point of
 /// `fuzz/fuzz_targets/receiver_body.rs`.
 pub fn check_body(body: &[u8], gzip: bool, max_bytes: usize, keep: bool) -> Result<u64, String> {
@@ -112,7 +112,7 @@ pub fn check_body(body: &[u8], gzip: bool, max_bytes: usize, keep: bool) -> Resu
     };
     match parse(&plain, keep)? {
         Parsed::Impressions(b) => Ok(b.count),
-        Parsed::Slack => Ok(0),
+        Parsed::Slack | Parsed::Alert(_) => Ok(0),
     }
 }
 
