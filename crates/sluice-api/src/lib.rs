@@ -53,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/environments/{id}/impressions", get(export::export))
         .route("/v1/integrations", get(int::list).post(int::create))
         .route("/v1/integrations/status", get(admin::fleet::statuses))
+        .route(
+            "/v1/integrations/bulk",
+            axum::routing::post(admin::bulk::create_integrations),
+        )
         .route("/v1/dashboard/overview", get(admin::dashboard::overview))
         .route(
             "/v1/integrations/{id}/history",

@@ -83,7 +83,7 @@ pub fn guard(scope: &Scope, method: &Method, path: &str, snap: &Snapshot) -> Res
             }
             _ => Ok(()),
         },
-        ["v1", "integrations", "status"] => Ok(()),
+        ["v1", "integrations", "status" | "bulk"] => Ok(()),
         ["v1", "integrations", id, ..] => match snap.integrations.get(*id) {
             Some(i) if !scope.sees(&i.project) => {
                 Err(ApiError::not_found(format!("integration {id} not found")))

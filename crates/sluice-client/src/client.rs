@@ -302,6 +302,17 @@ impl AdminClient {
         self.post("/v1/integrations", body).await
     }
 
+    /// `POST /v1/integrations/bulk` with `{"integrations": items}` (at most 1000): the
+    /// answer holds one result per item (`created`, `failed`, `results[].status`); a 2xx
+    /// answer does not mean every item was created.
+    pub async fn create_integrations(&self, items: &[Value]) -> Result<Value, ClientError> {
+        self.post(
+            "/v1/integrations/bulk",
+            &serde_json::json!({ "integrations": items }),
+        )
+        .await
+    }
+
     /// `DELETE /v1/integrations/{id}`.
     pub async fn delete_integration(&self, id: &str) -> Result<Value, ClientError> {
         self.delete(&path(&["v1", "integrations", id])).await

@@ -8,6 +8,8 @@ pub const MAX_PROPERTIES_BYTES: usize = 32 * 1024;
 pub const MAX_HEADER_FIELD_BYTES: usize = 256;
 /// Most impressions accepted in one ingest request.
 pub const MAX_IMPRESSIONS_PER_REQUEST: usize = 100_000;
+/// Most integrations created by one `POST /v1/integrations/bulk`.
+pub const MAX_BULK_INTEGRATIONS: usize = 1000;
 
 /// What a [`Bound`] limits: a number's value, a string's length in bytes, a list's items,
 /// or a map's entries. (In OpenAPI: minimum/maximum, minLength/maxLength,

@@ -7,6 +7,8 @@
 //! integration lists only environments of its own project; nothing referenced can be
 //! deleted.
 
+mod bulk;
+
 use crate::error::StoreError;
 use crate::meta::{Bucket, Expect, MetaStore};
 use sluice_core::ValidationError;
@@ -48,16 +50,23 @@ impl Snapshot {
             s.projects.insert(p.id.clone(), Arc::new(p));
         }
         for e in environments {
-            let e = Arc::new(e);
-            for k in &e.sdk_keys {
-                s.keys.insert(key_digest(k), e.clone());
-            }
-            s.environments.insert(e.id.clone(), e);
+            s.environments.insert(e.id.clone(), Arc::new(e));
         }
         for i in integrations {
             s.integrations.insert(i.id.clone(), Arc::new(i));
         }
+        s.index_keys();
         s
+    }
+
+    /// Rebuilds the SDK-key index from the environments (after a change).
+    fn index_keys(&mut self) {
+        self.keys.clear();
+        for e in self.environments.values() {
+            for k in &e.sdk_keys {
+                self.keys.insert(key_digest(k), e.clone());
+            }
+        }
     }
 
     /// The environment an SDK key identifies.
@@ -220,15 +229,13 @@ impl Catalog {
         &self.meta
     }
 
+    /// Applies `f` to a copy of the current snapshot and publishes it. The copy shares every
+    /// unchanged object (`Arc`s are cloned, never the objects), so a change costs pointer
+    /// copies proportional to the catalog, not a deep copy of it.
     async fn commit_change(&self, f: impl FnOnce(&mut Snapshot)) {
         let mut s = (*self.snapshot()).clone();
         f(&mut s);
-        // Rebuild derived indexes from the changed maps.
-        let s = Snapshot::build(
-            s.projects.values().map(|p| (**p).clone()).collect(),
-            s.environments.values().map(|e| (**e).clone()).collect(),
-            s.integrations.values().map(|i| (**i).clone()).collect(),
-        );
+        s.index_keys();
         self.publish(s);
     }
 

@@ -82,7 +82,15 @@ fn parse(
     id: Option<String>,
     scope: &Scope,
 ) -> Result<Integration, ApiError> {
-    let mut v: Value = json(headers, bytes)?;
+    parse_value(json(headers, bytes)?, id, scope)
+}
+
+/// An integration from a decoded JSON body (see [`parse`]).
+pub(crate) fn parse_value(
+    mut v: Value,
+    id: Option<String>,
+    scope: &Scope,
+) -> Result<Integration, ApiError> {
     let obj = v
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("body must be a JSON object"))?;
@@ -127,6 +135,22 @@ pub async fn get(
     Ok(Json(find(&s, &id)?.redacted()))
 }
 
+/// The checks of a new integration before it is stored: a real secret (not the redacted
+/// placeholder), the request's project scope, its own rules, and its destination.
+pub(crate) async fn admit(
+    s: &AppState,
+    scope: &Scope,
+    integ: Integration,
+) -> Result<Integration, ApiError> {
+    if integ.secret.as_deref() == Some(REDACTED) {
+        return Err(ApiError::invalid_field("secret", "choose a real secret"));
+    }
+    in_scope(s, scope, &integ)?;
+    integ.validate()?;
+    check_destination(s.engine.policy(), &integ.url).await?;
+    Ok(integ)
+}
+
 pub async fn create(
     State(s): State<AppState>,
     Extension(scope): Extension<Scope>,
@@ -134,13 +158,7 @@ pub async fn create(
     body: Body,
 ) -> Result<(StatusCode, Json<Integration>), ApiError> {
     let bytes = read_body(&headers, body, s.config.limits).await?;
-    let integ = parse(&headers, &bytes, None, &scope)?;
-    if integ.secret.as_deref() == Some(REDACTED) {
-        return Err(ApiError::invalid_field("secret", "choose a real secret"));
-    }
-    in_scope(&s, &scope, &integ)?;
-    integ.validate()?;
-    check_destination(s.engine.policy(), &integ.url).await?;
+    let integ = admit(&s, &scope, parse(&headers, &bytes, None, &scope)?).await?;
     if s.catalog.snapshot().integrations.contains_key(&integ.id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -6,6 +6,7 @@
 //! stored object and then validates the result exactly as `PUT` would.
 
 pub mod alerts;
+pub mod bulk;
 pub mod dashboard;
 pub mod environments;
 pub mod fleet;
