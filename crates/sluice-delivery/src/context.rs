@@ -3,7 +3,7 @@
 //! way to reach an endpoint. Built once by the engine; tests build their own around
 //! in-memory stores, a paused-time clock and a scripted endpoint.
 
-use crate::endpoint::{Connector, HttpConnector};
+use crate::endpoint::{Connector, HttpConnector, PoolOptions};
 use crate::events::Events;
 use crate::http::client_tls_config;
 use crate::ownership::Ownership;
@@ -26,6 +26,8 @@ pub struct EngineOptions {
     pub retry_delay: Duration,
     /// Which integrations this node delivers (all of them when alone).
     pub ownership: Ownership,
+    /// Idle connections of the shared outbound pool: how long and how many per host.
+    pub pool: PoolOptions,
 }
 
 impl Default for EngineOptions {
@@ -36,6 +38,7 @@ impl Default for EngineOptions {
             max_response_bytes: 64 * 1024,
             retry_delay: Duration::from_millis(300),
             ownership: Ownership::sole("local"),
+            pool: PoolOptions::default(),
         }
     }
 }
@@ -65,6 +68,7 @@ impl DeliveryCtx {
             opts.policy.clone(),
             client_tls_config(),
             opts.max_response_bytes,
+            opts.pool,
         ));
         DeliveryCtx {
             log,

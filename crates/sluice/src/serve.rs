@@ -15,6 +15,7 @@ use sluice_api::auth::token_digest;
 use sluice_api::body::BodyLimits;
 use sluice_api::{ApiConfig, Inner};
 use sluice_core::address::AddressPolicy;
+use sluice_delivery::endpoint::PoolOptions;
 use sluice_delivery::{DeliveryEngine, EngineOptions};
 use sluice_store::embedded::log::SegmentLog;
 use sluice_store::{Catalog, ImpressionLog, MetaStore};
@@ -43,6 +44,9 @@ pub struct ServeOptions {
     pub ingest_rate_limit: u32,
     /// Requests in flight at most for all failing/probing integrations together.
     pub degraded_concurrency: usize,
+    /// An idle outbound connection (to a webhook destination) is closed after this many
+    /// milliseconds (default 15000).
+    pub connection_idle_timeout_ms: u64,
     /// Size of the log's segment files in bytes (default: the log's, 64 MiB).
     pub segment_bytes: Option<u64>,
     /// Serve HTTPS with this PEM certificate chain (needs `tls_key`).
@@ -99,6 +103,7 @@ impl Default for ServeOptions {
             max_storage_bytes: 0,
             ingest_rate_limit: 0,
             degraded_concurrency: 32,
+            connection_idle_timeout_ms: 15_000,
             segment_bytes: None,
             tls_cert: None,
             tls_key: None,
@@ -298,6 +303,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
                 || EngineOptions::default().ownership,
                 |c| c.ownership.clone(),
             ),
+            pool: PoolOptions {
+                idle_timeout: Duration::from_millis(opts.connection_idle_timeout_ms),
+                ..PoolOptions::default()
+            },
             ..EngineOptions::default()
         },
     );

@@ -1,4 +1,4 @@
-//! Building the `reqwest::Client` of one integration.
+//! Building the `reqwest::Client` that integrations' attempts go through.
 //!
 //! Owns: every transport setting of outbound delivery — the guarded resolver (connect-time
 //! address policy), the shared TLS configuration, timeouts, pooling, and the things that are
@@ -7,10 +7,12 @@
 //! (a proxy would connect on our behalf, bypassing the resolver guard), and automatic response
 //! decompression (a small gzip bomb must not turn into a large allocation).
 //!
-//! **One client per integration.** Each client has its own connection pool and resolver, so an
-//! integration whose endpoint hangs or black-holes requests can only tie up its own sockets; it
-//! can never hold connections, pool slots or DNS capacity another integration needs (SPEC §3,
-//! Isolation). Never share a client between integrations.
+//! **Shared by integrations** (see `crate::endpoint`'s `http.rs`): one client per distinct
+//! connect timeout, its pool keyed by destination, idle connections closed after
+//! `pool_idle_timeout`. The pool never limits connections per host (only idle ones), so a
+//! destination that hangs or black-holes requests ties up only the connections of its own
+//! requests, never one another integration's request waits for; each attempt carries its
+//! integration's own total timeout.
 //!
 //! Must never: follow redirects, read proxy settings from the environment, or resolve names
 //! through anything but [`GuardedResolver`].
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
-/// Transport settings for one integration's client.
+/// Transport settings of a client.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Checked against every resolved address at connect time.

@@ -21,5 +21,7 @@ pub mod tls;
 
 pub use client::{ClientOptions, HttpError, build_client, build_client_with_resolver};
 pub use guard::{GuardError, GuardedResolver, Lookup, LookupFuture, SystemLookup};
-pub use send::{Outcome, OutcomeKind, PreparedRequest, SNIPPET_BYTES, parse_retry_after, send};
+pub use send::{
+    Outcome, OutcomeKind, PreparedRequest, SNIPPET_BYTES, parse_retry_after, send, send_within,
+};
 pub use tls::client_tls_config;

@@ -103,12 +103,36 @@ impl Outcome {
     }
 }
 
-/// Sends `req` once with `client` (built by [`super::build_client`] for the same policy).
+/// Sends `req` once with `client` (built by [`super::build_client`] for the same policy),
+/// within the client's own request timeout.
 pub async fn send(
     client: &reqwest::Client,
     policy: &AddressPolicy,
     req: &PreparedRequest,
     max_response_bytes: usize,
+) -> Outcome {
+    attempt(client, policy, req, max_response_bytes, None).await
+}
+
+/// Like [`send()`], with this attempt's own total timeout (resolve, connect, send and read
+/// the capped response): how one shared client serves integrations with different
+/// `requestTimeoutMs`.
+pub async fn send_within(
+    client: &reqwest::Client,
+    policy: &AddressPolicy,
+    req: &PreparedRequest,
+    max_response_bytes: usize,
+    timeout: Duration,
+) -> Outcome {
+    attempt(client, policy, req, max_response_bytes, Some(timeout)).await
+}
+
+async fn attempt(
+    client: &reqwest::Client,
+    policy: &AddressPolicy,
+    req: &PreparedRequest,
+    max_response_bytes: usize,
+    timeout: Option<Duration>,
 ) -> Outcome {
     let started = Instant::now();
     match policy.check_url(&req.url) {
@@ -118,12 +142,14 @@ pub async fn send(
         }
         Err(e) => return Outcome::failed(OutcomeKind::Refused, started, e.to_string()),
     }
-    let request = match client
+    let mut builder = client
         .post(req.url.as_str())
         .headers(req.headers.clone())
-        .body(req.body.clone())
-        .build()
-    {
+        .body(req.body.clone());
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    let request = match builder.build() {
         Ok(r) => r,
         Err(e) => return Outcome::failed(OutcomeKind::Other, started, describe(&e.without_url())),
     };
