@@ -25,6 +25,19 @@ pub(super) struct Snapshot {
     pub(super) requests: Vec<u64>,
     /// sluice's status of each failing integration.
     pub(super) statuses: BTreeMap<usize, Value>,
+    /// When each failing integration's first failed attempt failed (ms since the epoch:
+    /// its start plus its duration — a timeout fails when it ends), from its attempts log.
+    pub(super) first_failure_ms: BTreeMap<usize, i64>,
+}
+
+/// The end of the earliest failed attempt in an attempts list.
+fn first_failure(attempts: &Value) -> Option<i64> {
+    attempts
+        .as_array()?
+        .iter()
+        .filter(|a| a["status"].as_u64() != Some(200))
+        .filter_map(|a| Some(a["time"].as_i64()? + a["durationMs"].as_i64().unwrap_or(0)))
+        .min()
 }
 
 impl Snapshot {
@@ -37,15 +50,24 @@ impl Snapshot {
             .iter()
             .map(|e| e.requests.load(Ordering::Relaxed))
             .collect();
-        let statuses: Vec<(usize, Value)> = futures_util::stream::iter(failing.clone())
-            .map(|i| async move { (i, server.status(i).await.unwrap_or(Value::Null)) })
-            .buffer_unordered(16)
-            .collect()
-            .await;
+        let statuses: Vec<(usize, Value, Option<i64>)> =
+            futures_util::stream::iter(failing.clone())
+                .map(|i| async move {
+                    let status = server.status(i).await.unwrap_or(Value::Null);
+                    let attempts = server.attempts(i).await.unwrap_or(Value::Null);
+                    (i, status, first_failure(&attempts["attempts"]))
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
         Snapshot {
             failing,
             requests,
-            statuses: statuses.into_iter().collect(),
+            first_failure_ms: statuses
+                .iter()
+                .filter_map(|(i, _, f)| Some((*i, (*f)?)))
+                .collect(),
+            statuses: statuses.into_iter().map(|(i, s, _)| (i, s)).collect(),
         }
     }
 }

@@ -75,6 +75,33 @@ pub(super) struct Measured {
     pub(super) start_ms: i64,
 }
 
+/// sluice left alone for a while: no ingest (delivery tasks started, nothing to send).
+#[derive(Default, Clone, Copy, Debug)]
+pub(super) struct Idle {
+    pub(super) secs: u64,
+    /// CPU in percent of one core.
+    pub(super) cpu_pct: f64,
+    pub(super) rss: u64,
+    pub(super) fds: u64,
+    pub(super) threads: u64,
+}
+
+/// Measures sluice's CPU over `secs` seconds of idleness, then its RSS, fds and threads.
+pub(super) async fn idle(pid: u32, secs: u64) -> Idle {
+    let s0 = proc::light(Some(pid));
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let s1 = proc::light(Some(pid));
+    let elapsed = t0.elapsed().as_secs_f64().max(0.001);
+    Idle {
+        secs,
+        cpu_pct: s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / elapsed * 100.0,
+        rss: s1.rss_bytes,
+        fds: s1.fds,
+        threads: s1.threads,
+    }
+}
+
 /// Ingests `requests` requests at the configured rate while measuring.
 pub(super) async fn steady_ingest(
     server: &Server,

@@ -56,19 +56,11 @@ use run::run_once;
 const ENV: &str = "prod";
 const SDK_KEY: &str = "sdk-key-postmortem-0001";
 
-/// Protection settings of every integration in both runs (defaults in
-/// `sluice_core::model::Protection`: 5 s / 15 s timeouts, 5 s → 300 s cooldowns). Shorter
-/// here so that a 60 s run sees several pause/probe cycles and healing is noticed within
-/// 20 s; the pause rule (window 20, 6 in a row, 50%) is the default.
-const WINDOW: u32 = 20;
-const MIN_ATTEMPTS: u32 = 6;
-const FAILURE_RATE_PERCENT: u32 = 50;
-const REQUEST_TIMEOUT_MS: u64 = 5_000;
-const CONNECT_TIMEOUT_MS: u64 = 2_000;
-const INITIAL_COOLDOWN_MS: u64 = 2_000;
-const MAX_COOLDOWN_MS: u64 = 20_000;
-/// A slow destination answers 200 this long after the request: past sluice's timeout.
-const SLOW_MS: u64 = REQUEST_TIMEOUT_MS + 2_000;
+/// How much longer than sluice's request timeout a slow destination takes to answer.
+const SLOW_PAST_TIMEOUT_MS: u64 = 2_000;
+/// The goal for a dead destination (SPEC §3): paused within this long of its first failed
+/// attempt.
+const PAUSE_GOAL_SECS: f64 = 30.0;
 
 /// Arguments of `sluice bench postmortem`.
 #[derive(clap::Args, Debug, Clone)]
@@ -97,14 +89,22 @@ pub struct PostmortemArgs {
     /// Skip run 1 (all healthy); only run the one with failing destinations.
     #[arg(long)]
     pub skip_baseline: bool,
-    /// The integrations' `flushIntervalMs`.
-    #[arg(long, default_value_t = 1000)]
-    pub flush_interval_ms: u64,
-    /// The integrations' `maxBatchImpressions`.
-    #[arg(long, default_value_t = 5000)]
-    pub max_batch_impressions: u32,
+    /// The integrations' `flushIntervalMs` (default: sluice's, 10 s).
+    #[arg(long)]
+    pub flush_interval_ms: Option<u64>,
+    /// The integrations' `maxBatchImpressions` (default: sluice's, 5000).
+    #[arg(long)]
+    pub max_batch_impressions: Option<u32>,
+    /// Seconds sluice is left idle (integrations started, nothing ingested) while its CPU is
+    /// measured, before ingest starts.
+    #[arg(long, default_value_t = 10)]
+    pub idle_seconds: u64,
+    /// After the drain, seconds of idleness before the open fds are read again (sluice's
+    /// connection idle timeout is 15 s by default).
+    #[arg(long, default_value_t = 20)]
+    pub idle_close_seconds: u64,
     /// After healing, give up waiting for every impression after this many seconds.
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 360)]
     pub heal_timeout: u64,
     /// Receiver servers (integration i is served by server i mod N).
     #[arg(long, default_value_t = 4)]
@@ -149,12 +149,14 @@ pub async fn run_postmortem(args: PostmortemArgs) -> anyhow::Result<()> {
         row(&[k.to_owned(), v]);
     }
     println!(
-        "| command | `sluice bench postmortem --integrations {} --failing-percent {} --seconds {} --rate {} --per-request {}{}{}` |",
+        "| command | `sluice bench postmortem --integrations {} --failing-percent {} --seconds {} --rate {} --per-request {}{}{}{}` |",
         args.integrations,
         args.failing_percent,
         args.seconds,
         args.rate,
         args.per_request,
+        args.flush_interval_ms
+            .map_or_else(String::new, |ms| format!(" --flush-interval-ms {ms}")),
         if args.flaky_percent > 0 {
             format!(" --flaky-percent {}", args.flaky_percent)
         } else {

@@ -9,7 +9,7 @@ use super::heal::Snapshot;
 use super::ingest::IngestResult;
 use super::integration_id;
 use super::kinds::Kind;
-use super::measure::Peaks;
+use super::measure::{Idle, Peaks};
 use super::receivers::Table;
 use super::server::Server;
 use super::stats::{Pcts, min_med_max, missing_at};
@@ -31,6 +31,9 @@ pub(super) struct KindReport {
     /// Seconds from the start of ingest to the first pause (min / median / max), over the
     /// integrations that paused.
     pub(super) first_pause: Option<(f64, f64, f64)>,
+    /// Seconds from each integration's first failed attempt (its end) to its first pause:
+    /// (median, max) over the integrations that paused.
+    pub(super) pause_after_failure: Option<(f64, f64)>,
 }
 
 pub(super) struct RunResult {
@@ -65,6 +68,16 @@ pub(super) struct RunResult {
     pub(super) lost_total: u64,
     pub(super) duplicates_total: u64,
     pub(super) log_lines: (u64, u64),
+    /// Creating the integrations (bulk), and until all had started.
+    pub(super) create_secs: f64,
+    pub(super) started_secs: f64,
+    /// sluice idle before ingest (integrations started, nothing ingested).
+    pub(super) idle: Idle,
+    /// Open fds after the drain plus `--idle-close-seconds` of idleness.
+    pub(super) fds_after_idle: u64,
+    /// The protection settings the integrations had (sluice's defaults).
+    pub(super) protection: Value,
+    pub(super) flush_interval_ms: u64,
 }
 
 /// One [`KindReport`] per kind of destination present, from the receivers' records and the
@@ -126,6 +139,7 @@ fn kind_report(
         duplicate_batches: 0,
         integrations_with_loss: 0,
         first_pause: first_pause(snapshot, idx, start_ms),
+        pause_after_failure: pause_after_failure(snapshot, idx),
     };
     for &i in idx {
         if let Some(st) = snapshot.statuses.get(&i).and_then(|v| v["state"].as_str()) {
@@ -155,11 +169,7 @@ fn kind_report(
 fn first_pause(snapshot: &Snapshot, idx: &[usize], start_ms: i64) -> Option<(f64, f64, f64)> {
     let mut firsts: Vec<f64> = idx
         .iter()
-        .filter_map(|i| {
-            let h = snapshot.statuses.get(i)?["pauseHistory"].as_array()?;
-            let first = h.iter().filter_map(|p| p["pausedAt"].as_i64()).min()?;
-            Some((first - start_ms) as f64 / 1000.0)
-        })
+        .filter_map(|&i| Some((first_paused_at(snapshot, i)? - start_ms) as f64 / 1000.0))
         .collect();
     firsts.sort_by(f64::total_cmp);
     (!firsts.is_empty()).then(|| {
@@ -169,6 +179,26 @@ fn first_pause(snapshot: &Snapshot, idx: &[usize], start_ms: i64) -> Option<(f64
             firsts[firsts.len() - 1],
         )
     })
+}
+
+/// Each integration's first pause time (ms since the epoch), if it paused.
+fn first_paused_at(snapshot: &Snapshot, i: usize) -> Option<i64> {
+    let h = snapshot.statuses.get(&i)?["pauseHistory"].as_array()?;
+    h.iter().filter_map(|p| p["pausedAt"].as_i64()).min()
+}
+
+/// Seconds from the first failed attempt to the first pause: (median, max).
+fn pause_after_failure(snapshot: &Snapshot, idx: &[usize]) -> Option<(f64, f64)> {
+    let mut secs: Vec<f64> = idx
+        .iter()
+        .filter_map(|&i| {
+            let paused = first_paused_at(snapshot, i)?;
+            let failed = *snapshot.first_failure_ms.get(&i)?;
+            Some((paused - failed).max(0) as f64 / 1000.0)
+        })
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    (!secs.is_empty()).then(|| (secs[secs.len() / 2], secs[secs.len() - 1]))
 }
 
 /// A few integrations that lost impressions, with sluice's view of them.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::kinds::Kind;
 use super::stats::MISSING;
-use super::{SLOW_MS, now_ms};
+use super::now_ms;
 
 /// How an endpoint answers now.
 pub(super) const MODE_OK: u8 = 0;
@@ -57,6 +57,9 @@ pub(super) struct Table {
     pub(super) per_request: u64,
     /// Lets hanging handlers go when the run ends.
     pub(super) closing: AtomicBool,
+    /// How long a slow endpoint takes to answer: sluice's request timeout (read from the
+    /// created integrations) plus 2 s. Set before any delivery.
+    pub(super) slow_ms: AtomicU64,
 }
 
 impl Table {
@@ -87,6 +90,7 @@ impl Table {
             eps,
             per_request: u64::from(per_request),
             closing: AtomicBool::new(false),
+            slow_ms: AtomicU64::new(0),
         }
     }
 
@@ -139,7 +143,7 @@ pub(super) async fn hook(
         MODE_OK | MODE_FLAKY => {}
         MODE_500 => return StatusCode::INTERNAL_SERVER_ERROR,
         MODE_SLOW => {
-            tokio::time::sleep(Duration::from_millis(SLOW_MS)).await;
+            tokio::time::sleep(Duration::from_millis(t.slow_ms.load(Ordering::Relaxed))).await;
             // Too late: sluice gave up on this request; what it carried is not recorded.
             return StatusCode::OK;
         }

@@ -3,10 +3,8 @@
 use super::outcome::RunResult;
 use super::receivers::FLAKY_EVERY;
 use super::stats::pcts;
-use super::{
-    CONNECT_TIMEOUT_MS, FAILURE_RATE_PERCENT, INITIAL_COOLDOWN_MS, MAX_COOLDOWN_MS, MIN_ATTEMPTS,
-    PostmortemArgs, REQUEST_TIMEOUT_MS, SLOW_MS, WINDOW,
-};
+use super::kinds::FAILURES;
+use super::{PAUSE_GOAL_SECS, PostmortemArgs, SLOW_PAST_TIMEOUT_MS};
 
 pub(super) fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
@@ -26,7 +24,7 @@ pub(super) fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &Run
     println!();
     println!("## Postmortem benchmark: results");
     println!();
-    settings(args);
+    settings(args, fail);
     println!();
     runs_table(base, fail);
     println!();
@@ -36,16 +34,20 @@ pub(super) fn report(args: &PostmortemArgs, base: Option<&RunResult>, fail: &Run
 }
 
 /// What was run, in one paragraph.
-fn settings(args: &PostmortemArgs) {
+fn settings(args: &PostmortemArgs, fail: &RunResult) {
+    let timeout = fail.protection["requestTimeoutMs"].as_u64().unwrap_or(0);
     println!(
-        "{} integrations on one environment, {}% failing in run 2 (hang / refuse / 500 / slow), {} impressions/s ingested ({} per request) for {} s; flushIntervalMs {}, maxBatchImpressions {}; protection: requestTimeoutMs {REQUEST_TIMEOUT_MS}, connectTimeoutMs {CONNECT_TIMEOUT_MS}, initialCooldownMs {INITIAL_COOLDOWN_MS}, maxCooldownMs {MAX_COOLDOWN_MS}, window {WINDOW}, minAttempts {MIN_ATTEMPTS}, failureRatePercent {FAILURE_RATE_PERCENT}; slow destinations answer after {SLOW_MS} ms{}.",
+        "{} integrations on one environment, {}% failing in run 2 (hang / refuse / 500 / slow), {} impressions/s ingested ({} per request) for {} s; flushIntervalMs {}, maxBatchImpressions {}; protection: sluice's defaults, `{}`; slow destinations answer after {} ms{}.",
         args.integrations,
         args.failing_percent,
         args.rate,
         args.per_request,
         args.seconds,
-        args.flush_interval_ms,
-        args.max_batch_impressions,
+        fail.flush_interval_ms,
+        args.max_batch_impressions
+            .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+        fail.protection,
+        timeout + SLOW_PAST_TIMEOUT_MS,
         if args.flaky_percent > 0 {
             format!(
                 "; {}% flaky (500 to 2 of every {FLAKY_EVERY} requests: one batch's attempt and its retry)",
@@ -74,6 +76,15 @@ fn runs_table(base: Option<&RunResult>, fail: &RunResult) {
         c.extend(runs.iter().map(|r| f(r)));
         row(&c);
     };
+    line("integrations created (bulk) / all started", &|r| {
+        format!("{:.1} s / {:.1} s", r.create_secs, r.started_secs)
+    });
+    line("**sluice idle CPU** (started, nothing ingested)", &|r| {
+        format!("**{:.1}%** of a core over {} s", r.idle.cpu_pct, r.idle.secs)
+    });
+    line("sluice when idle before ingest: RSS / fds / threads", &|r| {
+        format!("{} / {} / {}", mib(r.idle.rss), r.idle.fds, r.idle.threads)
+    });
     line("healthy integrations", &|r| r.healthy.to_string());
     line("impressions ingested (acknowledged)", &|r| {
         r.impressions.to_string()
@@ -149,7 +160,10 @@ fn runs_table(base: Option<&RunResult>, fail: &RunResult) {
         },
     );
     line("sluice threads (max)", &|r| r.peaks.threads.to_string());
-    line("sluice open fds (max)", &|r| r.peaks.fds.to_string());
+    line("**sluice open fds** (max)", &|r| format!("**{}**", r.peaks.fds));
+    line("sluice open fds once idle after the drain", &|r| {
+        r.fds_after_idle.to_string()
+    });
     line("sluice log WARN / ERROR lines", &|r| {
         format!("{} / {}", r.log_lines.0, r.log_lines.1)
     });
@@ -169,6 +183,7 @@ fn kinds_table(fail: &RunResult) {
         "sluice failedAttempts (min / med / max)",
         "paused ≥ 1×",
         "first pause, s after start (min / med / max)",
+        "**first pause, s after the first failed attempt (p50 / max)**",
         "state before healing",
         "lost after healing",
         "duplicate impressions (batches)",
@@ -192,6 +207,10 @@ fn kinds_table(fail: &RunResult) {
             k.first_pause.map_or_else(
                 || "—".to_owned(),
                 |(a, b, c)| format!("{a:.0} / {b:.0} / {c:.0}"),
+            ),
+            k.pause_after_failure.map_or_else(
+                || "—".to_owned(),
+                |(p50, max)| format!("**{p50:.1} / {max:.1}**"),
             ),
             states,
             if k.integrations_with_loss > 0 {
@@ -235,5 +254,27 @@ fn verdict(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) ->
             true
         }
     };
-    met && fail.lost_total == 0
+    let paused_in_time = pause_goal(fail);
+    met && paused_in_time && fail.lost_total == 0
+}
+
+/// Every dead destination paused within the goal of its first failed attempt.
+fn pause_goal(fail: &RunResult) -> bool {
+    let mut ok = true;
+    for k in fail.kinds.iter().filter(|k| FAILURES.contains(&k.kind)) {
+        let met = k.paused == k.count
+            && k.pause_after_failure
+                .is_some_and(|(_, max)| max <= PAUSE_GOAL_SECS);
+        ok &= met;
+        println!(
+            "Goal ({}: every one paused within {PAUSE_GOAL_SECS:.0} s of its first failed attempt): {} ({}/{} paused, max {}).",
+            k.kind.label(),
+            if met { "MET" } else { "NOT MET" },
+            k.paused,
+            k.count,
+            k.pause_after_failure
+                .map_or_else(|| "—".to_owned(), |(_, max)| format!("{max:.1} s"))
+        );
+    }
+    ok
 }

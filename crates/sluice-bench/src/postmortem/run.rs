@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
 
 use super::kinds::{FAILURES, Kind};
 use super::lag::{CaughtUp, FlakyLag, HealthyLag};
@@ -10,7 +13,8 @@ use super::outcome::{KindReport, RunResult, kind_reports, show_losses};
 use super::receivers::{Receivers, Table};
 use super::server::Server;
 use super::stats::count_log_lines;
-use super::{PostmortemArgs, configure, heal, measure};
+use super::report::mib;
+use super::{PostmortemArgs, SLOW_PAST_TIMEOUT_MS, configure, heal, measure};
 
 /// How much one run ingests.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +73,22 @@ pub(super) async fn run_once(
         server.addr,
         server.log.display()
     );
-    configure::integrations(&server, args, &receivers.url_of).await?;
+    let configured = configure::integrations(&server, args, &receivers.url_of).await?;
+    let timeout_ms = configured.protection["requestTimeoutMs"]
+        .as_u64()
+        .context("the created integrations show no protection.requestTimeoutMs")?;
+    table
+        .slow_ms
+        .store(timeout_ms + SLOW_PAST_TIMEOUT_MS, Ordering::Relaxed);
+    let idle = measure::idle(server.pid, args.idle_seconds).await;
+    println!(
+        "  idle for {} s (nothing ingested): sluice CPU {:.1}% of a core, RSS {}, {} fds, {} threads",
+        idle.secs,
+        idle.cpu_pct,
+        mib(idle.rss),
+        idle.fds,
+        idle.threads
+    );
 
     let (measured, watch) = measure::steady_ingest(&server, args, &table, plan.requests).await;
     let ing = &measured.ingest;
@@ -81,6 +100,13 @@ pub(super) async fn run_once(
     let hwm_before_heal = crate::proc::light(Some(server.pid)).hwm_bytes;
     let healing = heal::heal_and_drain(&table, &receivers, ing, args, &snapshot.failing).await?;
     let (peaks, rss_end) = watch.finish(hwm_before_heal).await;
+    // Idle connections are closed after sluice's idle timeout: the fds fall back.
+    tokio::time::sleep(Duration::from_secs(args.idle_close_seconds)).await;
+    let fds_after_idle = crate::proc::light(Some(server.pid)).fds;
+    println!(
+        "  {} s after the drain: {fds_after_idle} open fds",
+        args.idle_close_seconds
+    );
 
     let kinds_out: Vec<KindReport> =
         kind_reports(&table, &snapshot, ing, plan.per_request, measured.start_ms);
@@ -120,5 +146,11 @@ pub(super) async fn run_once(
         duplicates_total,
         log_lines,
         ingest: measured.ingest,
+        create_secs: configured.create_secs,
+        started_secs: configured.started_secs,
+        idle,
+        fds_after_idle,
+        protection: configured.protection,
+        flush_interval_ms: configured.flush_interval_ms,
     })
 }

@@ -78,6 +78,10 @@ impl Server {
             .await?)
     }
 
+    pub(super) async fn attempts(&self, idx: usize) -> anyhow::Result<Value> {
+        Ok(self.proc.admin().attempts(&integration_id(idx)).await?)
+    }
+
     pub(super) async fn stop(mut self) {
         if !self.proc.stop().await {
             eprintln!("  sluice did not stop within 15 s of SIGTERM; killed it");
