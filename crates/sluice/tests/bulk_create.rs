@@ -53,7 +53,10 @@ async fn items_are_created_or_refused_one_by_one_in_order() {
     assert_eq!(a.body["created"], 2, "{}", a.body);
     assert_eq!(a.body["failed"], 5, "{}", a.body);
     let results = a.body["results"].as_array().expect("results");
-    let statuses: Vec<u64> = results.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, [201, 409, 400, 400, 400, 409, 201], "{}", a.body);
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r["index"], i, "{r}");
@@ -62,11 +65,21 @@ async fn items_are_created_or_refused_one_by_one_in_order() {
         }
     }
     assert_eq!(results[2]["field"], "flushIntervalMs", "{}", results[2]);
-    assert!(results[4]["detail"].as_str().unwrap().contains("colour"), "{}", results[4]);
+    assert!(
+        results[4]["detail"].as_str().unwrap().contains("colour"),
+        "{}",
+        results[4]
+    );
     assert_eq!(results[0]["integration"]["id"], "b1");
     let generated = &results[6]["integration"];
-    assert!(generated["id"].as_str().unwrap().starts_with("int_"), "{generated}");
-    assert_ne!(generated["secret"], "s3cr3t", "secrets are answered redacted");
+    assert!(
+        generated["id"].as_str().unwrap().starts_with("int_"),
+        "{generated}"
+    );
+    assert_ne!(
+        generated["secret"], "s3cr3t",
+        "secrets are answered redacted"
+    );
 
     // Stored and visible like any other integration, and delivering from now on.
     let listed = s.get_admin("/v1/integrations").await;
@@ -136,7 +149,10 @@ async fn a_project_token_creates_only_in_its_project() {
         s.post_admin("/v1/projects", json!({"id": p, "name": p}))
             .await;
     }
-    for (e, p, k) in [("env-a", "acme", "sdk-acme-key"), ("env-g", "globex", "sdk-globex-key")] {
+    for (e, p, k) in [
+        ("env-a", "acme", "sdk-acme-key"),
+        ("env-g", "globex", "sdk-globex-key"),
+    ] {
         s.post_admin(
             "/v1/environments",
             json!({"id": e, "name": e, "project": p, "sdkKeys": [k]}),
@@ -165,7 +181,11 @@ async fn a_project_token_creates_only_in_its_project() {
     assert_eq!(r[0]["status"], 201, "{a:?}");
     assert_eq!(r[0]["integration"]["project"], "acme");
     assert_eq!(r[1]["status"], 403, "another project: {}", r[1]);
-    assert_eq!(r[2]["status"], 400, "another project's environment: {}", r[2]);
+    assert_eq!(
+        r[2]["status"], 400,
+        "another project's environment: {}",
+        r[2]
+    );
     assert!(
         r[2]["detail"].as_str().unwrap().contains("does not exist"),
         "told it does not exist: {}",

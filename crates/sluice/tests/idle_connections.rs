@@ -74,7 +74,8 @@ async fn idle_connections_are_closed_and_fds_do_not_track_integrations() {
         .create_environment(&json!({"id": "prod", "name": "Prod", "sdkKeys": [SDK_KEY]}))
         .await
         .expect("environment");
-    let receivers = futures_util::future::join_all((0..RECEIVERS).map(|_| Capture::start(200))).await;
+    let receivers =
+        futures_util::future::join_all((0..RECEIVERS).map(|_| Capture::start(200))).await;
     let items: Vec<Value> = (0..INTEGRATIONS)
         .map(|i| {
             json!({"id": format!("i{i:03}"), "name": format!("i{i:03}"),
@@ -82,7 +83,10 @@ async fn idle_connections_are_closed_and_fds_do_not_track_integrations() {
                    "environments": ["prod"], "flushIntervalMs": 100})
         })
         .collect();
-    let created = admin.create_integrations(&items).await.expect("bulk create");
+    let created = admin
+        .create_integrations(&items)
+        .await
+        .expect("bulk create");
     assert_eq!(created["created"], INTEGRATIONS, "{created}");
 
     // Every integration has started (holds a position), nothing has been sent yet.
@@ -92,9 +96,11 @@ async fn idle_connections_are_closed_and_fds_do_not_track_integrations() {
             .get("/v1/integrations/status?limit=1000")
             .await
             .expect("fleet status");
-        let n = page["integrations"]
-            .as_array()
-            .map_or(0, |a| a.iter().filter(|s| s["cursors"].get("prod").is_some()).count());
+        let n = page["integrations"].as_array().map_or(0, |a| {
+            a.iter()
+                .filter(|s| s["cursors"].get("prod").is_some())
+                .count()
+        });
         if n == INTEGRATIONS {
             ready = true;
             break;
@@ -108,7 +114,8 @@ async fn idle_connections_are_closed_and_fds_do_not_track_integrations() {
     assert_eq!(connections_to(&ports), 0, "nothing delivered yet");
 
     let ingest = http();
-    let body = json!([{"f": "flag", "i": [{"k": "k1", "t": "on", "m": 1_700_000_000_000i64, "c": 1}]}]);
+    let body =
+        json!([{"f": "flag", "i": [{"k": "k1", "t": "on", "m": 1_700_000_000_000i64, "c": 1}]}]);
     let r = ingest
         .post(p.url("/api/testImpressions/bulk"))
         .bearer_auth(SDK_KEY)
@@ -138,7 +145,10 @@ async fn idle_connections_are_closed_and_fds_do_not_track_integrations() {
     );
     // And the process holds no more sockets than before it delivered anything (the
     // ingest client's connection, dropped above, is closed by then too).
-    let back = within(Duration::from_secs(30), || open_sockets(pid) <= sockets_before).await;
+    let back = within(Duration::from_secs(30), || {
+        open_sockets(pid) <= sockets_before
+    })
+    .await;
     assert!(
         back,
         "sluice holds {} sockets, {sockets_before} before delivering",

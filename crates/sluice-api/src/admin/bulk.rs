@@ -110,7 +110,10 @@ async fn check_item(
 
 /// Writes the delivery position of a new integration.
 async fn position(s: AppState, index: usize, i: Integration) -> (usize, Result<(), ApiError>) {
-    (index, s.engine.prepare_cursor(&i).await.map_err(ApiError::from))
+    (
+        index,
+        s.engine.prepare_cursor(&i).await.map_err(ApiError::from),
+    )
 }
 
 pub async fn create_integrations(

@@ -65,7 +65,9 @@ pub(super) async fn integrations(
             );
         }
         if first.is_none() {
-            first = answer["results"][0]["integration"].as_object().map(|o| Value::Object(o.clone()));
+            first = answer["results"][0]["integration"]
+                .as_object()
+                .map(|o| Value::Object(o.clone()));
         }
     }
     let create_secs = t_cfg.elapsed().as_secs_f64();
@@ -132,9 +134,7 @@ async fn started_count(server: &Server) -> anyhow::Result<usize> {
         };
         let page = admin.get(&path).await?;
         started += page["integrations"].as_array().map_or(0, |a| {
-            a.iter()
-                .filter(|s| s["cursors"].get(ENV).is_some())
-                .count()
+            a.iter().filter(|s| s["cursors"].get(ENV).is_some()).count()
         });
         match page["nextCursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::kinds::Kind;
-use super::stats::MISSING;
 use super::now_ms;
+use super::stats::MISSING;
 
 /// How an endpoint answers now.
 pub(super) const MODE_OK: u8 = 0;

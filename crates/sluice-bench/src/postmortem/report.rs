@@ -1,9 +1,9 @@
 //! The report: the machine, then both runs side by side, the per-kind table and the verdict.
 
+use super::kinds::FAILURES;
 use super::outcome::RunResult;
 use super::receivers::FLAKY_EVERY;
 use super::stats::pcts;
-use super::kinds::FAILURES;
 use super::{PAUSE_GOAL_SECS, PostmortemArgs, SLOW_PAST_TIMEOUT_MS};
 
 pub(super) fn mib(b: u64) -> String {
@@ -80,11 +80,15 @@ fn runs_table(base: Option<&RunResult>, fail: &RunResult) {
         format!("{:.1} s / {:.1} s", r.create_secs, r.started_secs)
     });
     line("**sluice idle CPU** (started, nothing ingested)", &|r| {
-        format!("**{:.1}%** of a core over {} s", r.idle.cpu_pct, r.idle.secs)
+        format!(
+            "**{:.1}%** of a core over {} s",
+            r.idle.cpu_pct, r.idle.secs
+        )
     });
-    line("sluice when idle before ingest: RSS / fds / threads", &|r| {
-        format!("{} / {} / {}", mib(r.idle.rss), r.idle.fds, r.idle.threads)
-    });
+    line(
+        "sluice when idle before ingest: RSS / fds / threads",
+        &|r| format!("{} / {} / {}", mib(r.idle.rss), r.idle.fds, r.idle.threads),
+    );
     line("healthy integrations", &|r| r.healthy.to_string());
     line("impressions ingested (acknowledged)", &|r| {
         r.impressions.to_string()
@@ -160,7 +164,9 @@ fn runs_table(base: Option<&RunResult>, fail: &RunResult) {
         },
     );
     line("sluice threads (max)", &|r| r.peaks.threads.to_string());
-    line("**sluice open fds** (max)", &|r| format!("**{}**", r.peaks.fds));
+    line("**sluice open fds** (max)", &|r| {
+        format!("**{}**", r.peaks.fds)
+    });
     line("sluice open fds once idle after the drain", &|r| {
         r.fds_after_idle.to_string()
     });

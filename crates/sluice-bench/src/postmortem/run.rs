@@ -11,9 +11,9 @@ use super::kinds::{FAILURES, Kind};
 use super::lag::{CaughtUp, FlakyLag, HealthyLag};
 use super::outcome::{KindReport, RunResult, kind_reports, show_losses};
 use super::receivers::{Receivers, Table};
+use super::report::mib;
 use super::server::Server;
 use super::stats::count_log_lines;
-use super::report::mib;
 use super::{PostmortemArgs, SLOW_PAST_TIMEOUT_MS, configure, heal, measure};
 
 /// How much one run ingests.

@@ -20,9 +20,7 @@
 //! request and in the shared guarded resolver).
 
 use super::{Connector, Endpoint};
-use crate::http::{
-    ClientOptions, HttpError, Outcome, PreparedRequest, build_client, send_within,
-};
+use crate::http::{ClientOptions, HttpError, Outcome, PreparedRequest, build_client, send_within};
 use crate::request::user_agent;
 use sluice_core::address::AddressPolicy;
 use sluice_core::model::Integration;
@@ -166,7 +164,8 @@ mod tests {
             PoolOptions::default(),
         );
         for i in 0..100 {
-            c.connect(&integration(&format!("i{i}"), 5000, 1000 + i)).unwrap();
+            c.connect(&integration(&format!("i{i}"), 5000, 1000 + i))
+                .unwrap();
         }
         assert_eq!(c.clients(), 1, "a hundred integrations, one client");
         c.connect(&integration("other", 2000, 1000)).unwrap();

@@ -149,16 +149,24 @@ mod tests {
         let (meta, c) = catalog().await;
         meta.faults().fail_next(Op::Put, 1, Fault::Fail);
         let results = c
-            .create_integrations(vec![integration("x", &["prod"]), integration("y", &["prod"])])
+            .create_integrations(vec![
+                integration("x", &["prod"]),
+                integration("y", &["prod"]),
+            ])
             .await;
         let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
         assert_eq!(failed.iter().filter(|f| **f).count(), 1, "{results:?}");
-        assert!(results.iter().any(|r| matches!(
-            r,
-            Err(CatalogError::Store(StoreError::Unavailable { .. }))
-        )));
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(CatalogError::Store(StoreError::Unavailable { .. }))))
+        );
         let snap = c.snapshot();
-        assert_eq!(snap.integrations.len(), 1, "only the stored one is published");
+        assert_eq!(
+            snap.integrations.len(),
+            1,
+            "only the stored one is published"
+        );
     }
 
     #[tokio::test]
