@@ -99,13 +99,16 @@ async fn check_item(
     scope: Scope,
     index: usize,
     v: Value,
-) -> (usize, Result<Integration, ItemResult>) {
+) -> (usize, Result<Integration, Box<ItemResult>>) {
     let id = given_id(&v);
     let r = match parse_value(v, None, &scope) {
         Ok(i) => admit(&s, &scope, i).await,
         Err(e) => Err(e),
     };
-    (index, r.map_err(|e| ItemResult::failed(index, id, e)))
+    (
+        index,
+        r.map_err(|e| Box::new(ItemResult::failed(index, id, e))),
+    )
 }
 
 /// Writes the delivery position of a new integration.
@@ -132,19 +135,23 @@ pub async fn create_integrations(
         ));
     }
     // Each item as the single create checks it, in order.
-    let checked: Vec<(usize, Result<Integration, ItemResult>)> =
+    let checked: Vec<(usize, Result<Integration, Box<ItemResult>>)> =
         futures_util::stream::iter(req.integrations.into_iter().enumerate())
             .map(|(index, v)| check_item(s.clone(), scope.clone(), index, v))
             .buffered(CHECK_CONCURRENCY)
             .collect()
             .await;
     // Against the catalog (free id, project, environments) before positions are written.
-    let mut items: Vec<Result<Integration, ItemResult>> = checked
+    let mut items: Vec<Result<Integration, Box<ItemResult>>> = checked
         .into_iter()
         .map(|(index, r)| {
             r.and_then(|i| match s.catalog.check_new_integration(&i) {
                 Ok(()) => Ok(i),
-                Err(e) => Err(ItemResult::failed(index, Some(i.id.clone()), e.into())),
+                Err(e) => Err(Box::new(ItemResult::failed(
+                    index,
+                    Some(i.id.clone()),
+                    e.into(),
+                ))),
             })
         })
         .collect();
@@ -172,7 +179,7 @@ pub async fn create_integrations(
         .filter_map(|(index, r)| r.err().map(|e| (index, e)));
     for (index, e) in unpositioned {
         let id = items[index].as_ref().ok().map(|i| i.id.clone());
-        items[index] = Err(ItemResult::failed(index, id, e));
+        items[index] = Err(Box::new(ItemResult::failed(index, id, e)));
     }
     // Store the rest together; one result per item, in order.
     let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(n);
@@ -184,7 +191,7 @@ pub async fn create_integrations(
                 to_store.push(i);
                 results.push(None);
             }
-            Err(e) => results.push(Some(e)),
+            Err(e) => results.push(Some(*e)),
         }
     }
     let stored = s.catalog.create_integrations(to_store).await;
