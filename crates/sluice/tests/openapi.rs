@@ -566,6 +566,28 @@ async fn every_route_answers_as_openapi_json_says() {
         .0,
         409
     );
+    // Bulk create: answered per item (here a taken id, so nothing new is created), and a list
+    // outside 1–1000 is refused whole.
+    let bulk_answer = c
+        .admin(
+            M::POST,
+            "/v1/integrations/bulk",
+            "/v1/integrations/bulk",
+            j(json!({"integrations": [integ.clone()]})),
+        )
+        .await;
+    assert_eq!(bulk_answer.0, 200);
+    assert_eq!(
+        c.admin(
+            M::POST,
+            "/v1/integrations/bulk",
+            "/v1/integrations/bulk",
+            j(json!({"integrations": []}))
+        )
+        .await
+        .0,
+        400
+    );
     assert_eq!(
         c.admin(M::GET, "/v1/integrations", "/v1/integrations", Send::None)
             .await
