@@ -93,6 +93,10 @@ pub mod settings {
     pub const MIN_ATTEMPTS: Bound = Bound::new("protection.minAttempts", Value, 1, 1_000);
     pub const FAILURE_RATE_PERCENT: Bound =
         Bound::new("protection.failureRatePercent", Value, 1, 100);
+    pub const FAILING_FOR_MS: Bound =
+        Bound::new("protection.failingForMs", Value, 1_000, 3_600_000);
+    pub const MIN_FAILED_ATTEMPTS: Bound =
+        Bound::new("protection.minFailedAttempts", Value, 1, 1_000);
     pub const INITIAL_COOLDOWN_MS: Bound =
         Bound::new("protection.initialCooldownMs", Value, 100, 3_600_000);
     /// Also at least `initialCooldownMs`.

@@ -80,16 +80,23 @@ pub struct Integration {
     pub protection: Protection,
 }
 
-/// Delivery protection thresholds (SPEC §3). Defaults are justified in ARCHITECTURE.md.
+/// Delivery protection thresholds (SPEC §3). Defaults are justified in ARCHITECTURE.md
+/// ("Delivery protection defaults").
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Protection {
     /// How many recent attempts the failure rate is computed over.
     pub window: u32,
-    /// No pause before this many attempts are in the window.
+    /// The failure-rate rule applies once the window holds this many attempts.
     pub min_attempts: u32,
-    /// Pause when failures / attempts in the window reach this percentage.
+    /// Pause when failures / attempts in the window reach this percentage (and the latest
+    /// attempt failed).
     pub failure_rate_percent: u32,
+    /// Pause when every attempt has failed for this long, counted from the start of the
+    /// first failed one (a dead destination: refusing, hanging, timing out, non-200) ...
+    pub failing_for_ms: u64,
+    /// ... and at least this many attempts failed in that time.
+    pub min_failed_attempts: u32,
     /// First cooldown after a pause.
     pub initial_cooldown_ms: u64,
     /// Cooldowns double after each failed probe, up to this.
@@ -114,6 +121,11 @@ impl Protection {
             settings::FAILURE_RATE_PERCENT,
             self.failure_rate_percent.into(),
         )?;
+        check(settings::FAILING_FOR_MS, self.failing_for_ms)?;
+        check(
+            settings::MIN_FAILED_ATTEMPTS,
+            self.min_failed_attempts.into(),
+        )?;
         check(settings::INITIAL_COOLDOWN_MS, self.initial_cooldown_ms)?;
         check(settings::MAX_COOLDOWN_MS, self.max_cooldown_ms)?;
         if self.max_cooldown_ms < self.initial_cooldown_ms {
@@ -131,12 +143,14 @@ impl Default for Protection {
     fn default() -> Self {
         Protection {
             window: 20,
-            min_attempts: 6,
+            min_attempts: 20,
             failure_rate_percent: 50,
+            failing_for_ms: 15_000,
+            min_failed_attempts: 3,
             initial_cooldown_ms: 5_000,
             max_cooldown_ms: 300_000,
             connect_timeout_ms: 5_000,
-            request_timeout_ms: 15_000,
+            request_timeout_ms: 10_000,
         }
     }
 }
@@ -415,6 +429,8 @@ mod tests {
             WINDOW,
             MIN_ATTEMPTS,
             FAILURE_RATE_PERCENT,
+            FAILING_FOR_MS,
+            MIN_FAILED_ATTEMPTS,
             INITIAL_COOLDOWN_MS,
             MAX_COOLDOWN_MS,
             CONNECT_TIMEOUT_MS,

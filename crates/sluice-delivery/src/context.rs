@@ -1,6 +1,7 @@
 //! The delivery context: the handles every delivery task shares (the log, the metadata
-//! store, the options, the bounded pool for degraded integrations), the wall clock and the
-//! way to reach an endpoint. Built once by the engine; tests build their own around
+//! store, the options), the wall clock and the way to reach an endpoint. There is no
+//! shared pool of send permits: each integration bounds itself (at most `maxInFlight`
+//! requests, one while failing, paused or probing). Built once by the engine; tests build their own around
 //! in-memory stores, a paused-time clock and a scripted endpoint.
 
 use crate::endpoint::{Connector, HttpConnector, PoolOptions};
@@ -12,14 +13,10 @@ use sluice_store::memory::{Clock, SystemClock};
 use sluice_store::{ImpressionLog, MetaStore};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub policy: Arc<AddressPolicy>,
-    /// Requests that degraded (failing or probing) integrations may have in flight in
-    /// total.
-    pub degraded_concurrency: usize,
     /// Response bytes read from a destination at most.
     pub max_response_bytes: usize,
     /// Wait before the single retry of a failed attempt.
@@ -34,7 +31,6 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             policy: Arc::new(AddressPolicy::default()),
-            degraded_concurrency: 32,
             max_response_bytes: 64 * 1024,
             retry_delay: Duration::from_millis(300),
             ownership: Ownership::sole("local"),
@@ -50,7 +46,6 @@ pub struct DeliveryCtx {
     pub log: Arc<dyn ImpressionLog>,
     pub meta: Arc<dyn MetaStore>,
     pub opts: EngineOptions,
-    pub degraded: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
     pub connector: Arc<dyn Connector>,
     /// State changes: logged, and published to the operator-alert service.
@@ -73,7 +68,6 @@ impl DeliveryCtx {
         DeliveryCtx {
             log,
             meta,
-            degraded: Arc::new(Semaphore::new(opts.degraded_concurrency.max(1))),
             opts,
             clock: Arc::new(SystemClock),
             connector,

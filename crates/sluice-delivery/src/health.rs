@@ -3,11 +3,19 @@
 //! it with any clock, and `tokio::time::pause()` works for the worker around it.
 //!
 //! Rules (defaults in `sluice_core::model::Protection`, justified in ARCHITECTURE.md):
-//! - every HTTP attempt's outcome enters a sliding window of the last `window` attempts;
-//! - the integration pauses when the window holds at least `min_attempts` outcomes and
-//!   the failure rate reaches `failure_rate_percent` **and** the latest attempt failed, or
-//!   when `min_attempts` (at least 3) attempts in a row failed — sustained failure, not
-//!   sporadic (at a 10% random failure rate, six in a row happen once in a million);
+//! - every live attempt's outcome enters a sliding window of the last `window` attempts,
+//!   and a failed one extends the current *failure run* (the failed attempts since the
+//!   last success: when the first of them started, how many);
+//! - **dead**: the integration pauses when every attempt has failed for `failing_for`
+//!   (counted from the start of the run's first attempt, so the time an attempt spent
+//!   timing out counts: a timeout is evidence, not a reason to wait) and the run holds at
+//!   least `min_failed_attempts` — time, not a count of attempts, so a hanging destination
+//!   is judged as fast as a refusing one;
+//! - **sustained failure rate**: it also pauses when the window holds at least
+//!   `min_attempts` outcomes, the failure rate reaches `failure_rate_percent` and the
+//!   latest attempt failed (mostly failing, with the odd success);
+//! - while the latest attempt failed and it is not paused, it is **failing** (reported,
+//!   never `active`);
 //! - paused: nothing is sent until the cooldown ends; then exactly one probe batch;
 //! - probe success: active again at once, window cleared;
 //! - probe failure: paused again with the cooldown doubled (±20% jitter), capped.
@@ -35,11 +43,30 @@ pub struct PauseEvent {
     pub reason: String,
 }
 
+/// The failed attempts since the last success.
+#[derive(Debug, Clone, Copy)]
+struct FailureRun {
+    /// When the first failed attempt of the run started.
+    since: Instant,
+    failures: u32,
+}
+
+/// One finished attempt, as health sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub ok: bool,
+    /// When it started (its failure counts from then: the time it spent timing out is
+    /// time the destination did not answer).
+    pub started: Instant,
+    /// When it ended (now).
+    pub ended: Instant,
+}
+
 #[derive(Debug)]
 pub struct Health {
     cfg: Protection,
     window: VecDeque<bool>,
-    consecutive_failures: u32,
+    run: Option<FailureRun>,
     phase: Phase,
     /// The cooldown of the current or most recent pause.
     cooldown: Duration,
@@ -54,7 +81,7 @@ impl Health {
         Health {
             window: VecDeque::with_capacity(cfg.window as usize),
             cfg,
-            consecutive_failures: 0,
+            run: None,
             phase: Phase::Active,
             cooldown: Duration::ZERO,
             pauses: 0,
@@ -97,54 +124,69 @@ impl Health {
         self.history.iter()
     }
 
-    /// True when the integration is degraded: paused or probing, or its latest attempt
-    /// failed while its failure rate is at the pause threshold. Degraded integrations'
-    /// sends draw from the shared bounded pool for failing integrations; one with only
-    /// sporadic errors is not degraded, so it never queues behind failing destinations.
-    pub fn degraded(&self) -> bool {
-        self.phase != Phase::Active
-            || (self.consecutive_failures > 0
-                && self.failure_rate_percent() >= self.cfg.failure_rate_percent)
+    /// True while not paused and the latest attempt failed: every attempt since the last
+    /// success has failed, and the verdict (pause, or a success) is pending. The status
+    /// then says `failing`, never `active`.
+    pub fn failing(&self) -> bool {
+        self.phase == Phase::Active && self.run.is_some()
     }
 
-    fn consecutive_limit(&self) -> u32 {
-        self.cfg.min_attempts.max(3)
+    /// True when the integration is failing, paused or probing: its lanes then send one
+    /// request at a time between them, whatever `maxInFlight` says.
+    pub fn unhealthy(&self) -> bool {
+        self.phase != Phase::Active || self.run.is_some()
+    }
+
+    /// When the current failure run started (its first failed attempt's start).
+    pub fn failing_since(&self) -> Option<Instant> {
+        self.run.map(|r| r.since)
     }
 
     /// Records one HTTP attempt's outcome during normal delivery (not a probe).
     /// `jitter` in [-1, 1] scales the ±20% cooldown jitter (the caller supplies
     /// randomness so this stays deterministic under test). Returns true if this paused.
-    pub fn record(&mut self, ok: bool, now: Instant, now_unix_ms: i64, jitter: f64) -> bool {
-        if self.window.len() == self.cfg.window as usize {
+    pub fn record(&mut self, a: Attempt, now_unix_ms: i64, jitter: f64) -> bool {
+        if self.window.len() >= self.cfg.window as usize {
             self.window.pop_front();
         }
-        self.window.push_back(ok);
-        if ok {
-            self.consecutive_failures = 0;
+        self.window.push_back(a.ok);
+        if a.ok {
+            self.run = None;
             return false;
         }
-        self.consecutive_failures += 1;
+        let run = self.run.get_or_insert(FailureRun {
+            since: a.started,
+            failures: 0,
+        });
+        run.failures += 1;
+        let run = *run;
         if self.phase != Phase::Active {
             return false;
         }
+        let failing_for = a.ended.saturating_duration_since(run.since);
+        let dead = run.failures >= self.cfg.min_failed_attempts
+            && failing_for >= Duration::from_millis(self.cfg.failing_for_ms);
         let rate = self.failure_rate_percent();
         let by_rate = self.window.len() >= self.cfg.min_attempts as usize
             && rate >= self.cfg.failure_rate_percent;
-        let by_run = self.consecutive_failures >= self.consecutive_limit();
-        if by_rate || by_run {
-            self.cooldown = Duration::from_millis(self.cfg.initial_cooldown_ms);
-            let reason = if by_rate {
-                format!(
-                    "failure rate {rate}% over the last {} attempts",
-                    self.window.len()
-                )
-            } else {
-                format!("{} consecutive failed attempts", self.consecutive_failures)
-            };
-            self.enter_pause(now, now_unix_ms, jitter, reason);
-            return true;
+        if !dead && !by_rate {
+            return false;
         }
-        false
+        let reason = if dead {
+            format!(
+                "every attempt failed for {} s ({} attempts)",
+                failing_for.as_secs(),
+                run.failures
+            )
+        } else {
+            format!(
+                "failure rate {rate}% over the last {} attempts",
+                self.window.len()
+            )
+        };
+        self.cooldown = Duration::from_millis(self.cfg.initial_cooldown_ms);
+        self.enter_pause(a.ended, now_unix_ms, jitter, reason);
+        true
     }
 
     /// Records the probe's outcome. Success resumes at once; failure extends the pause.
@@ -152,9 +194,11 @@ impl Health {
         if ok {
             self.phase = Phase::Active;
             self.window.clear();
-            self.consecutive_failures = 0;
+            self.run = None;
         } else {
-            self.consecutive_failures += 1;
+            if let Some(run) = self.run.as_mut() {
+                run.failures += 1;
+            }
             let doubled = self
                 .cooldown
                 .saturating_mul(2)
@@ -185,7 +229,7 @@ impl Health {
     pub fn reset(&mut self) {
         self.phase = Phase::Active;
         self.window.clear();
-        self.consecutive_failures = 0;
+        self.run = None;
     }
 
     /// The most recent pause (for the log line of a transition just made).
@@ -199,134 +243,4 @@ impl Health {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg() -> Protection {
-        Protection::default()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn sporadic_failures_never_pause() {
-        let mut h = Health::new(cfg());
-        let now = Instant::now();
-        // One failure in ten, for a long time.
-        for i in 0..10_000 {
-            assert!(!h.record(i % 10 != 0, now, 0, 0.0), "paused at attempt {i}");
-        }
-        // Two failures in a row every so often.
-        for i in 0..10_000 {
-            assert!(!h.record(i % 7 > 1, now, 0, 0.0), "paused at attempt {i}");
-        }
-        assert_eq!(h.phase(), Phase::Active);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn sustained_failures_pause_then_probe_cycle() {
-        let c = cfg();
-        let mut h = Health::new(c.clone());
-        let t0 = Instant::now();
-        let mut paused_after = None;
-        for i in 1..=20 {
-            if h.record(false, t0, 0, 0.0) {
-                paused_after = Some(i);
-                break;
-            }
-        }
-        let n = paused_after.expect("sustained failures must pause");
-        assert!(n <= 6, "paused only after {n} failures");
-        let Phase::Paused { until } = h.phase() else {
-            panic!("not paused")
-        };
-        assert_eq!(until - t0, Duration::from_millis(c.initial_cooldown_ms));
-        assert!(h.degraded());
-        // Still paused just before the cooldown ends; probing after.
-        assert!(matches!(
-            h.tick(until - Duration::from_millis(1)),
-            Phase::Paused { .. }
-        ));
-        assert_eq!(h.tick(until), Phase::Probing);
-        // Probe failures double the cooldown up to the cap.
-        let mut expected = c.initial_cooldown_ms;
-        let mut now = until;
-        for _ in 0..12 {
-            h.record_probe(false, now, 0, 0.0);
-            expected = (expected * 2).min(c.max_cooldown_ms);
-            let Phase::Paused { until } = h.phase() else {
-                panic!()
-            };
-            assert_eq!(until - now, Duration::from_millis(expected));
-            now = until;
-            assert_eq!(h.tick(now), Phase::Probing);
-        }
-        assert_eq!(expected, c.max_cooldown_ms);
-        // Probe success resumes immediately.
-        h.record_probe(true, now, 0, 0.0);
-        assert_eq!(h.phase(), Phase::Active);
-        assert!(!h.degraded());
-        assert_eq!(h.failure_rate_percent(), 0);
-        assert_eq!(h.pause_history().count(), 13);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn jitter_is_bounded() {
-        let c = cfg();
-        for j in [-1.0, -0.5, 0.0, 0.5, 1.0, 7.0] {
-            let mut h = Health::new(c.clone());
-            let t0 = Instant::now();
-            while !h.record(false, t0, 0, j) {}
-            let Phase::Paused { until } = h.phase() else {
-                panic!()
-            };
-            let ms = (until - t0).as_millis() as f64;
-            let base = c.initial_cooldown_ms as f64;
-            assert!(
-                ms >= base * 0.8 - 1.0 && ms <= base * 1.2 + 1.0,
-                "{j}: {ms}"
-            );
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn high_failure_rate_pauses_even_without_a_long_run() {
-        let mut h = Health::new(cfg());
-        let t0 = Instant::now();
-        let mut paused = false;
-        // Fail, fail, succeed: a 67% failure rate, runs of only two.
-        for i in 0..60 {
-            paused |= h.record(i % 3 == 2, t0, 0, 0.0);
-        }
-        assert!(paused);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn sporadic_failures_are_not_degraded_sustained_ones_are() {
-        let mut h = Health::new(cfg());
-        let t0 = Instant::now();
-        for _ in 0..18 {
-            h.record(true, t0, 0, 0.0);
-        }
-        // A failed batch (attempt and retry) after a healthy history: not degraded, so it
-        // never waits behind failing destinations for the shared pool.
-        h.record(false, t0, 0, 0.0);
-        h.record(false, t0, 0, 0.0);
-        assert!(!h.degraded());
-        assert_eq!(h.phase(), Phase::Active);
-        // Failing most of the time: degraded before the pause rule trips.
-        let mut h = Health::new(cfg());
-        h.record(false, t0, 0, 0.0);
-        assert!(h.degraded(), "first attempt failed: 100% failure rate");
-        h.record(true, t0, 0, 0.0);
-        assert!(!h.degraded());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn manual_reset_clears() {
-        let mut h = Health::new(cfg());
-        let t0 = Instant::now();
-        while !h.record(false, t0, 0, 0.0) {}
-        h.reset();
-        assert_eq!(h.phase(), Phase::Active);
-        assert!(!h.degraded());
-    }
-}
+mod tests;

@@ -1,10 +1,9 @@
 //! An integration's task: its endpoint (the shared pool, its own request timeout), its
-//! cursor record, and one supervised [`Lane`] per environment. Every integration has its own: its own cursor,
-//! its own request timeout, its own timers, and at most `maxInFlight` requests in flight
-//! (default 1). Nothing here waits on another integration; the only shared thing a lane
-//! may wait for is a permit of the bounded pool for *degraded* integrations, which healthy
-//! integrations never touch. Health (pause, probe) lives in [`IntegrationShared`] so it
-//! outlives restarts.
+//! cursor record, and one supervised [`Lane`] per environment. Every integration has its
+//! own cursor, its own request timeout, its own timers, and at most `maxInFlight` requests
+//! in flight (default 1; one while failing, paused or probing). Nothing here waits on
+//! another integration. Health (failing, pause, probe) and pacing live in
+//! [`IntegrationShared`] so they outlive restarts.
 
 use crate::context::DeliveryCtx;
 use crate::cursor::{self, CursorRecord};

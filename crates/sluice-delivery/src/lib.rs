@@ -14,9 +14,9 @@
 //!   live nodes of a cluster; fencing is in [`cursor`]).
 //! - [`context`]: shared handles and the clock; [`endpoint`]: the seam for sending
 //!   (HTTP, or a scripted fake); [`supervise`]: restart with backoff.
-//! - [`batch`], [`cursor`], [`gaps`], [`health`], [`encode`], [`request`], [`http`],
-//!   [`attempts`], [`shared`]: the pieces they are made of; [`metrics`]: the aggregate
-//!   Prometheus series.
+//! - [`batch`], [`cursor`], [`gaps`], [`health`], [`pace`], [`encode`], [`request`],
+//!   [`http`], [`attempts`], [`shared`]: the pieces they are made of; [`metrics`]: the
+//!   aggregate Prometheus series.
 //!
 //! This crate must never block ingest (it only reads the log) and never let one
 //! integration take another's capacity.
@@ -37,6 +37,7 @@ mod integration;
 mod lane;
 pub mod metrics;
 pub mod ownership;
+pub mod pace;
 pub mod replay;
 pub mod request;
 pub mod shared;

@@ -1,9 +1,11 @@
-//! State an integration's task shares with the admin API: health, attempts, counters,
-//! and the manual pause switch. Outlives task restarts (configuration changes).
+//! State an integration's task shares with the admin API and its replays: health, pacing,
+//! attempts, counters, and the manual pause switch. Outlives task restarts (configuration
+//! changes).
 
 use crate::attempts::{AttemptKind, AttemptLog};
 use crate::health::Health;
-use sluice_core::model::Protection;
+use crate::pace::Pace;
+use sluice_core::model::Integration;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tokio::sync::watch;
@@ -11,6 +13,9 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub struct SharedState {
     pub health: Health,
+    /// Request pacing: `maxRequestsPerSecond` and the adaptive catch-up rate, shared by the
+    /// integration's lanes and its replay.
+    pub pace: Pace,
     pub attempts: AttemptLog,
     pub delivered: u64,
     pub failed_attempts: u64,
@@ -31,10 +36,11 @@ pub struct IntegrationShared {
 }
 
 impl IntegrationShared {
-    pub fn new(protection: Protection, manual: bool) -> IntegrationShared {
+    pub fn new(integ: &Integration, manual: bool) -> IntegrationShared {
         IntegrationShared {
             state: Mutex::new(SharedState {
-                health: Health::new(protection),
+                health: Health::new(integ.protection.clone()),
+                pace: Pace::new(integ.max_requests_per_second),
                 attempts: AttemptLog::default(),
                 delivered: 0,
                 failed_attempts: 0,
@@ -46,6 +52,14 @@ impl IntegrationShared {
             }),
             manual_pause: watch::Sender::new(manual),
         }
+    }
+
+    /// Applies an integration's (possibly changed) settings, keeping what was learned.
+    pub fn configure(&self, integ: &Integration) {
+        self.with(|s| {
+            s.health.reconfigure(integ.protection.clone());
+            s.pace.reconfigure(integ.max_requests_per_second);
+        });
     }
 
     /// Runs `f` with the state locked. The lock is never held across an await.

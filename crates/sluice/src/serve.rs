@@ -42,8 +42,6 @@ pub struct ServeOptions {
     pub max_storage_bytes: u64,
     /// Impressions per second accepted per environment (0: unlimited).
     pub ingest_rate_limit: u32,
-    /// Requests in flight at most for all failing/probing integrations together.
-    pub degraded_concurrency: usize,
     /// An idle outbound connection (to a webhook destination) is closed after this many
     /// milliseconds (default 15000).
     pub connection_idle_timeout_ms: u64,
@@ -102,7 +100,6 @@ impl Default for ServeOptions {
             retention_hours: 7 * 24,
             max_storage_bytes: 0,
             ingest_rate_limit: 0,
-            degraded_concurrency: 32,
             connection_idle_timeout_ms: 15_000,
             segment_bytes: None,
             tls_cert: None,
@@ -298,7 +295,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
         log.clone(),
         EngineOptions {
             policy: Arc::new(policy),
-            degraded_concurrency: opts.degraded_concurrency,
             ownership: opened.cluster.as_ref().map_or_else(
                 || EngineOptions::default().ownership,
                 |c| c.ownership.clone(),

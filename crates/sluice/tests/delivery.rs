@@ -671,7 +671,7 @@ async fn only_200_is_delivered_and_redirects_are_not_followed() {
         &cap.url("/hook"),
         &[ENV],
         // No protection pause in this test: every attempt counts.
-        json!({ "flushIntervalMs": 300, "protection": { "window": 100, "minAttempts": 100 } }),
+        json!({ "flushIntervalMs": 300, "protection": { "window": 100, "minAttempts": 100, "failingForMs": 3_600_000 } }),
     )
     .await;
     ingest(&s, &bulk_range("flag", "k", 0, 4)).await;

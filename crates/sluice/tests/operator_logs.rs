@@ -107,7 +107,7 @@ async fn json_logs_show_start_pause_resume_and_stop() {
     assert_eq!(paused["fields"]["project"], "default", "{paused}");
     let reason = paused["fields"]["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("failure rate") || reason.contains("consecutive"),
+        reason.contains("failure rate") || reason.contains("every attempt failed"),
         "{paused}"
     );
     assert!(

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
-pub const STATES: [&str; 4] = ["active", "paused", "probing", "disabled"];
+pub const STATES: [&str; 5] = ["active", "failing", "paused", "probing", "disabled"];
 /// Statuses computed at once (each reads the cursor record and the log's bounds).
 const CONCURRENCY: usize = 16;
 const CURSOR_PREFIX: &str = "after:";

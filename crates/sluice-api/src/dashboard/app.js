@@ -5,7 +5,7 @@
 
 const REFRESH_MS = 5000;
 const TOKEN_KEY = 'sluice.adminToken';
-const STATES = ['active', 'paused', 'probing', 'disabled'];
+const STATES = ['active', 'failing', 'paused', 'probing', 'disabled'];
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -383,7 +383,7 @@ function integrationView(root, id) {
       const nextProbe = st.pausedUntil ? 'next probe ' + fmtAgo(st.pausedUntil) + ' (' + fmtTime(st.pausedUntil) + ')'
         : st.manuallyPaused ? 'paused by hand' : null;
       stats.replaceChildren(
-        stat('State', pill(st.state), { key: 'state', sub: nextProbe || (st.state === 'probing' ? 'a probe batch decides' : null) }),
+        stat('State', pill(st.state), { key: 'state', sub: nextProbe || (st.state === 'probing' ? 'a probe batch decides' : st.state === 'failing' ? 'every attempt since the last success failed' : null) }),
         stat('Lag', fmtInt(st.lagImpressions), { key: 'lag', sub: st.lagImpressions ? 'oldest ' + fmtSeconds(st.lagSeconds) : 'caught up' }),
         stat('Delivered', fmtInt(st.deliveredImpressions), { key: 'delivered', sub: 'last success ' + fmtAgo(st.lastSuccess) }),
         stat('Failed attempts', fmtInt(st.failedAttempts), { key: 'failed', cls: st.failedAttempts ? 'stat-warn' : '', sub: 'error rate ' + st.errorRatePercent + '%' }),

@@ -174,7 +174,7 @@ impl Sender {
             }
             return Some(ok);
         }
-        let paused = health.record(ok, Instant::now(), now_ms, jitter());
+        let paused = health.record(observed(ok, &first), now_ms, jitter());
         if ok {
             return Some(true);
         }
@@ -188,7 +188,7 @@ impl Sender {
         }
         let second = self.attempt(integ, endpoint, entry).await?;
         let ok = second.is_delivered();
-        health.record(ok, Instant::now(), self.ctx.now_ms(), jitter());
+        health.record(observed(ok, &second), self.ctx.now_ms(), jitter());
         if !ok {
             self.undeliverable(integ, entry, &second, health);
         }
@@ -277,5 +277,15 @@ fn retry_after(o: &Outcome, integ: &Integration) -> Option<Duration> {
             .retry_after
             .map(|d| d.min(Duration::from_millis(integ.protection.max_cooldown_ms))),
         _ => None,
+    }
+}
+
+/// An attempt as health sees it: it started its duration ago and ends now.
+fn observed(ok: bool, outcome: &Outcome) -> crate::health::Attempt {
+    let ended = Instant::now();
+    crate::health::Attempt {
+        ok,
+        started: ended.checked_sub(outcome.duration).unwrap_or(ended),
+        ended,
     }
 }

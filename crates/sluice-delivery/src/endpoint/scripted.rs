@@ -1,6 +1,7 @@
 //! A scripted endpoint for tests: answers each request with the next scripted [`Reply`]
-//! (200 once the script is used up) and reports every request it receives, with the
-//! `tokio::time` instant it arrived at, on a channel.
+//! (then with its fallback: 200 unless told otherwise, e.g. a seeded random mix) and
+//! reports every request it receives, with the `tokio::time` instant it arrived at, on a
+//! channel. [`RoutedConnector`] gives integrations endpoints of their own.
 
 use super::{Connector, Endpoint};
 use crate::http::{HttpError, Outcome, OutcomeKind, PreparedRequest};
@@ -20,10 +21,11 @@ pub enum Reply {
     RetryAfter(u16, Duration),
     /// The connection failed.
     ConnectError,
-    /// Never answers.
+    /// Never answers (the lane's request timeout ends the attempt).
     Hang,
-    /// Answers 200 after this long (a send still in flight while something else happens).
-    Delay(Duration),
+    /// Answers this status after this long (paused time; e.g. a send still in flight while
+    /// something else happens, or an answer slower than the timeout).
+    Delayed(Duration, u16),
     /// The sending task panics (a bug in the sending path).
     Panic,
 }
@@ -39,8 +41,12 @@ pub struct Received {
     pub keys: Vec<String>,
 }
 
+/// What answers once the script is used up.
+pub type Fallback = Box<dyn FnMut() -> Reply + Send>;
+
 pub struct ScriptedEndpoint {
     script: Mutex<VecDeque<Reply>>,
+    fallback: Mutex<Fallback>,
     received: mpsc::UnboundedSender<Received>,
 }
 
@@ -50,12 +56,26 @@ impl ScriptedEndpoint {
     pub fn new(
         script: impl IntoIterator<Item = Reply>,
     ) -> (Arc<ScriptedEndpoint>, mpsc::UnboundedReceiver<Received>) {
+        ScriptedEndpoint::with_fallback(script, Box::new(|| Reply::Status(200)))
+    }
+
+    /// An endpoint answering `script` in order, then whatever `fallback` says.
+    pub fn with_fallback(
+        script: impl IntoIterator<Item = Reply>,
+        fallback: Fallback,
+    ) -> (Arc<ScriptedEndpoint>, mpsc::UnboundedReceiver<Received>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let e = ScriptedEndpoint {
             script: Mutex::new(script.into_iter().collect()),
+            fallback: Mutex::new(fallback),
             received: tx,
         };
         (Arc::new(e), rx)
+    }
+
+    /// Answers with `fallback` from now on once the script is used up.
+    pub fn set_fallback(&self, fallback: Fallback) {
+        *self.fallback.lock().unwrap_or_else(PoisonError::into_inner) = fallback;
     }
 
     /// Appends replies to the script.
@@ -67,11 +87,12 @@ impl ScriptedEndpoint {
     }
 
     fn next_reply(&self) -> Reply {
-        self.script
+        let next = self
+            .script
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
-            .unwrap_or(Reply::Status(200))
+            .pop_front();
+        next.unwrap_or_else(|| (self.fallback.lock().unwrap_or_else(PoisonError::into_inner))())
     }
 }
 
@@ -83,6 +104,14 @@ fn outcome(kind: OutcomeKind, status: Option<u16>, retry_after: Option<Duration>
         duration: Duration::ZERO,
         error: (kind != OutcomeKind::Delivered).then(|| format!("scripted {kind:?}")),
         response_snippet: String::new(),
+    }
+}
+
+fn status_outcome(status: u16) -> Outcome {
+    if status == 200 {
+        outcome(OutcomeKind::Delivered, Some(200), None)
+    } else {
+        outcome(OutcomeKind::HttpStatus, Some(status), None)
     }
 }
 
@@ -107,15 +136,14 @@ impl Endpoint for ScriptedEndpoint {
             keys,
         });
         match self.next_reply() {
-            Reply::Status(200) => outcome(OutcomeKind::Delivered, Some(200), None),
-            Reply::Status(s) => outcome(OutcomeKind::HttpStatus, Some(s), None),
+            Reply::Status(s) => status_outcome(s),
+            Reply::Delayed(d, s) => {
+                tokio::time::sleep(d).await;
+                status_outcome(s)
+            }
             Reply::RetryAfter(s, d) => outcome(OutcomeKind::HttpStatus, Some(s), Some(d)),
             Reply::ConnectError => outcome(OutcomeKind::Connect, None, None),
             Reply::Hang => std::future::pending().await,
-            Reply::Delay(d) => {
-                tokio::time::sleep(d).await;
-                outcome(OutcomeKind::Delivered, Some(200), None)
-            }
             Reply::Panic => panic!("scripted endpoint: panic while sending"),
         }
     }
@@ -127,5 +155,17 @@ pub struct ScriptedConnector(pub Arc<ScriptedEndpoint>);
 impl Connector for ScriptedConnector {
     fn connect(&self, _integ: &Integration) -> Result<Arc<dyn Endpoint>, HttpError> {
         Ok(self.0.clone())
+    }
+}
+
+/// Connects each listed integration to its own endpoint, any other to `default`.
+pub struct RoutedConnector {
+    pub routes: std::collections::HashMap<String, Arc<ScriptedEndpoint>>,
+    pub default: Arc<ScriptedEndpoint>,
+}
+
+impl Connector for RoutedConnector {
+    fn connect(&self, integ: &Integration) -> Result<Arc<dyn Endpoint>, HttpError> {
+        Ok(self.routes.get(&integ.id).unwrap_or(&self.default).clone())
     }
 }

@@ -20,6 +20,9 @@ use tokio::time::Instant;
 #[serde(rename_all = "lowercase")]
 pub enum IntegrationState {
     Active,
+    /// Not paused yet, but every attempt since the last success failed (at least one):
+    /// the verdict — a success, or a pause — is pending.
+    Failing,
     /// Paused automatically (cooldown) or by an operator.
     Paused,
     /// One batch at a time is sent to see whether the destination is back.
@@ -160,11 +163,12 @@ impl DeliveryEngine {
             .as_ref()
             .map(|s| *s.manual_pause.borrow())
             .unwrap_or(false);
-        let (phase, delivered, failed, last_error, last_success, rate, pauses, history) =
+        let (phase, failing, delivered, failed, last_error, last_success, rate, pauses, history) =
             match &shared {
                 Some(s) => s.with(|st| {
                     (
                         st.health.phase(),
+                        st.health.failing(),
                         st.delivered.max(c.delivered),
                         st.failed_attempts,
                         st.last_error.clone(),
@@ -182,7 +186,17 @@ impl DeliveryEngine {
                             .collect(),
                     )
                 }),
-                None => (Phase::Active, c.delivered, 0, None, None, 0, 0, Vec::new()),
+                None => (
+                    Phase::Active,
+                    false,
+                    c.delivered,
+                    0,
+                    None,
+                    None,
+                    0,
+                    0,
+                    Vec::new(),
+                ),
             };
         let (state, paused_until) = if !integ.enabled {
             (IntegrationState::Disabled, None)
@@ -190,6 +204,7 @@ impl DeliveryEngine {
             (IntegrationState::Paused, None)
         } else {
             match phase {
+                Phase::Active if failing => (IntegrationState::Failing, None),
                 Phase::Active => (IntegrationState::Active, None),
                 Phase::Probing => (IntegrationState::Probing, None),
                 Phase::Paused { until } => {

@@ -5,9 +5,10 @@
 //! The admin API's questions (status, attempts, gaps, pause, resume, test sends, replay
 //! requests) are answered in [`admin`] and [`test_send`].
 //!
-//! Shared, and bounded: the pool of permits that *degraded* integrations (latest attempt
-//! failed, or probing) must hold to send. Healthy integrations never touch it, so no
-//! number of failing destinations can delay a healthy one.
+//! Nothing on the sending path is shared between integrations — no pool of permits that
+//! failing destinations could fill or queue on — so no number of failing destinations
+//! delays another's delivery or its verdict. Each bounds itself: at most `maxInFlight`
+//! requests, one while failing, paused or probing.
 
 mod admin;
 mod counters;
@@ -205,9 +206,9 @@ impl DeliveryEngine {
         let s = self
             .shared_map()
             .entry(integ.id.clone())
-            .or_insert_with(|| Arc::new(IntegrationShared::new(integ.protection.clone(), manual)))
+            .or_insert_with(|| Arc::new(IntegrationShared::new(integ, manual)))
             .clone();
-        s.with(|st| st.health.reconfigure(integ.protection.clone()));
+        s.configure(integ);
         s
     }
 

@@ -1,7 +1,7 @@
 //! The engine over a real catalog (in-memory store), paused time and a scripted endpoint.
 
 use super::{DeliveryEngine, IntegrationState};
-use crate::endpoint::scripted::ScriptedConnector;
+use crate::endpoint::scripted::{Reply, ScriptedConnector};
 use crate::endpoint::{Connector, Endpoint};
 use crate::http::HttpError;
 use crate::testing::{Harness, eventually, integration};
@@ -10,6 +10,7 @@ use sluice_core::model::{Environment, Integration};
 use sluice_store::Catalog;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// Fails to connect the first `n` times, then connects to the scripted endpoint.
 struct FailingFirst {
@@ -73,6 +74,38 @@ async fn an_integration_task_that_ends_is_started_again() {
             .is_ok_and(|s| s.delivered_impressions == 3 && s.state == IntegrationState::Active)
     })
     .await;
+    engine.shutdown().await;
+    supervisor.await.unwrap();
+}
+
+/// SPEC §3: the status never says `active` while every recent attempt failed — a hanging
+/// destination is `failing` from its first timed-out attempt until it is `paused`.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_destination_is_failing_then_paused_never_active_in_between() {
+    let h = Harness::with_fallback([], Box::new(|| Reply::Hang));
+    h.cursor_at_start(&["e1"]).await;
+    let engine = engine(&h, Arc::new(ScriptedConnector(h.endpoint.clone()))).await;
+    let supervisor = engine.start();
+    h.append("e1", &["a", "b", "c"], None).await;
+    let integ = integration(json!({}));
+    let mut states: Vec<IntegrationState> = Vec::new();
+    let started = tokio::time::Instant::now();
+    while states.last() != Some(&IntegrationState::Paused) {
+        assert!(started.elapsed() < Duration::from_secs(120), "{states:?}");
+        let s = engine.status(&integ).await.unwrap().state;
+        if states.last() != Some(&s) {
+            states.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        states,
+        [
+            IntegrationState::Active,
+            IntegrationState::Failing,
+            IntegrationState::Paused
+        ]
+    );
     engine.shutdown().await;
     supervisor.await.unwrap();
 }

@@ -1,7 +1,8 @@
 //! What the lanes of one integration share: the durable cursor record (each lane writes
 //! only its environment's position and pinned batch; saves are serialized so the record
 //! on disk is always a merge of the latest of each), the integration's in-flight limit,
-//! the probe lock (one probe batch at a time while paused), and the fence: the revision
+//! the probe lock (one probe batch at a time while paused), the unhealthy turn (one
+//! request at a time while failing, paused or probing), and the fence: the revision
 //! this owner last wrote, on which every save is a compare-and-swap (see
 //! [`crate::cursor`]). A save that finds another writer's record fences the integration:
 //! `fenced` turns true and the integration's task stops its lanes.
@@ -27,6 +28,9 @@ pub(crate) struct LaneCommon {
     pub(crate) fenced: watch::Sender<bool>,
     pub(crate) in_flight: Semaphore,
     pub(crate) probe: tokio::sync::Mutex<()>,
+    /// Held by each attempt while the integration is failing, paused or probing: then it
+    /// has one request in flight at most, whatever `maxInFlight` says.
+    pub(crate) unhealthy_turn: tokio::sync::Mutex<()>,
 }
 
 impl LaneCommon {
@@ -47,6 +51,7 @@ impl LaneCommon {
             fenced: watch::Sender::new(false),
             in_flight: Semaphore::new(max_in_flight.max(1) as usize),
             probe: tokio::sync::Mutex::new(()),
+            unhealthy_turn: tokio::sync::Mutex::new(()),
         }
     }
 

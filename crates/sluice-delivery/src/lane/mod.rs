@@ -6,8 +6,10 @@
 //!   `maxBacklogAgeMs` (or removed by retention) into a recorded gap; **pin** the batch
 //!   (id + offset range persisted before the first send) → [`Batch`];
 //! - [`send`]: one attempt, then (not for probes) one retry after 300 ms or the
-//!   destination's `Retry-After`; every outcome feeds the integration's health window
-//!   (pause / probe / resume) → [`send::Delivered`] or the batch back;
+//!   destination's `Retry-After`, each in its turn of the integration's pacing and ended
+//!   by the request timeout; every outcome feeds the integration's health window
+//!   (failing / pause / probe / resume) and pacing → [`send::Delivered`] or the batch
+//!   back, sent again after [`FAILED_BATCH_RETRY`] (or the flush interval if shorter);
 //! - [`commit`]: only a [`send::Delivered`] moves the cursor; the next full batch,
 //!   read and encoded while this one was in flight, is pinned in the same durable write.
 //!
@@ -62,6 +64,11 @@ pub(crate) struct Lane {
     last_send: Option<Instant>,
     not_before: Option<Instant>,
 }
+
+/// A failed batch (attempt and retry) is sent again after this, or after the flush
+/// interval if that is shorter: a dead destination gathers evidence at the same pace
+/// whatever its flush interval, and is paused within `failingForMs` plus one attempt.
+pub(crate) const FAILED_BATCH_RETRY: Duration = Duration::from_secs(5);
 
 enum Wake {
     Stop,
@@ -163,6 +170,15 @@ impl Lane {
                 }
                 continue;
             }
+            // Wait for the pacing before cutting the batch, so that a batch held back by
+            // `maxRequestsPerSecond` or the catch-up rate is cut as full as it can be.
+            let ready = self.shared.with(|s| s.pace.ready_at(Instant::now()));
+            if ready > Instant::now() {
+                if let Wake::Stop = self.wait(Some(ready)).await {
+                    return;
+                }
+                continue;
+            }
             let batch = match self.next_batch().await {
                 Ok(Next::Send(b)) => b,
                 Ok(Next::WaitUntil(deadline)) => {
@@ -215,8 +231,10 @@ impl Lane {
                 }
                 Err(batch) => {
                     // Keep the batch first in line; next attempt after the flush interval
-                    // (or a later Retry-After).
-                    let next = Instant::now() + Duration::from_millis(self.integ.flush_interval_ms);
+                    // or FAILED_BATCH_RETRY, whichever is shorter (or a later Retry-After).
+                    let again =
+                        Duration::from_millis(self.integ.flush_interval_ms).min(FAILED_BATCH_RETRY);
+                    let next = Instant::now() + again;
                     self.not_before = Some(self.not_before.map_or(next, |nb| nb.max(next)));
                     self.cached = Some(batch);
                 }
@@ -225,5 +243,9 @@ impl Lane {
     }
 }
 
+#[cfg(test)]
+mod pace_tests;
+#[cfg(test)]
+mod protection_tests;
 #[cfg(test)]
 mod tests;

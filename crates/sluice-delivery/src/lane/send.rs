@@ -1,16 +1,21 @@
 //! Send: one attempt, then (not for probes) one retry after `retry_delay` (300 ms) or the
-//! destination's `Retry-After`. Every outcome feeds the integration's health window; a
-//! probe's outcome resumes or extends the pause.
+//! destination's `Retry-After`. Every attempt waits for its turn in the integration's
+//! pacing (`maxRequestsPerSecond`, the adaptive catch-up rate) and, while the integration
+//! is failing, paused or probing, for the integration's single unhealthy slot (one request
+//! at a time, however many lanes); it ends at `requestTimeoutMs` at the latest. Every
+//! outcome feeds the health window and the pacing; a probe's outcome resumes or extends
+//! the pause.
 
 use super::Lane;
 use crate::attempts::AttemptKind;
 use crate::batch::Batch;
-use crate::health::Phase;
-use crate::http::Outcome;
+use crate::health::{Attempt, Phase};
+use crate::http::{Outcome, OutcomeKind};
+use crate::pace::load_signal;
 use crate::request::build_request;
 use crate::shared::AttemptInfo;
 use std::time::Duration;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, sleep_until};
 
 /// A batch the destination answered 200 to: the only thing [`Lane::commit`] accepts.
 pub(crate) struct Delivered(Batch);
@@ -26,8 +31,18 @@ fn jitter() -> f64 {
 }
 
 impl Lane {
-    /// One attempt, recorded in the attempts log and metrics.
-    async fn attempt(&self, batch: &Batch, kind: AttemptKind) -> Outcome {
+    /// One attempt — after its turn in the pacing (and, while unhealthy, the integration's
+    /// single slot), bounded by the request timeout — recorded in the attempts log, the
+    /// metrics and the pacing. Returns the outcome and when the request started.
+    async fn attempt(&self, batch: &Batch, kind: AttemptKind) -> (Outcome, Instant) {
+        let unhealthy = kind == AttemptKind::Probe || self.shared.with(|s| s.health.unhealthy());
+        let _turn = if unhealthy {
+            Some(self.common.unhealthy_turn.lock().await)
+        } else {
+            None
+        };
+        let slot = self.shared.with(|s| s.pace.reserve(Instant::now()));
+        sleep_until(slot).await;
         let started_ms = self.ctx.now_ms();
         let req = build_request(
             &self.integ,
@@ -35,7 +50,20 @@ impl Lane {
             &batch.body,
             started_ms / 1000,
         );
-        let outcome = self.endpoint.send(&req).await;
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.integ.protection.request_timeout_ms);
+        let mut outcome = match tokio::time::timeout(timeout, self.endpoint.send(&req)).await {
+            Ok(o) => o,
+            Err(_) => Outcome {
+                kind: OutcomeKind::Timeout,
+                status: None,
+                retry_after: None,
+                duration: timeout,
+                error: Some(format!("no answer within {} ms", timeout.as_millis())),
+                response_snippet: String::new(),
+            },
+        };
+        outcome.duration = started.elapsed();
         let info = AttemptInfo {
             integration_id: &self.integ.id,
             batch_id: &batch.pinned.id,
@@ -46,18 +74,9 @@ impl Lane {
             kind,
         };
         self.shared.record_attempt(info, &outcome);
-        outcome
-    }
-
-    /// A permit of the bounded pool for degraded integrations, when this one is degraded
-    /// (healthy ones never wait on it). Held for one attempt, not across retry waits.
-    async fn degraded_permit(&self, probing: bool) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let degraded = probing || self.shared.with(|s| s.health.degraded());
-        if degraded {
-            self.ctx.degraded.clone().acquire_owned().await.ok()
-        } else {
-            None
-        }
+        self.shared
+            .with(|s| s.pace.observe(started, load_signal(&outcome)));
+        (outcome, started)
     }
 
     /// Sends a batch: `Ok` once answered 200, else the batch back (kept first in line).
@@ -90,14 +109,12 @@ impl Lane {
         } else {
             false
         };
-        let permit = self.degraded_permit(probing).await;
         let kind = if probing {
             AttemptKind::Probe
         } else {
             AttemptKind::Live
         };
-        let first = self.attempt(&batch, kind).await;
-        drop(permit);
+        let (first, started) = self.attempt(&batch, kind).await;
         let ok = first.is_delivered();
         let now_ms = self.ctx.now_ms();
         if probing {
@@ -113,7 +130,7 @@ impl Lane {
             self.note_retry_after(&first);
             return if ok { Ok(Delivered(batch)) } else { Err(batch) };
         }
-        let paused = self.record(ok, now_ms);
+        let paused = self.record(ok, started, now_ms);
         if ok {
             return Ok(Delivered(batch));
         }
@@ -125,12 +142,10 @@ impl Lane {
             .retry_after_capped(&first)
             .unwrap_or(self.ctx.opts.retry_delay);
         sleep(delay).await;
-        let permit = self.degraded_permit(false).await;
-        let second = self.attempt(&batch, AttemptKind::Retry).await;
-        drop(permit);
+        let (second, started) = self.attempt(&batch, AttemptKind::Retry).await;
         let ok = second.is_delivered();
         let now_ms = self.ctx.now_ms();
-        self.record(ok, now_ms);
+        self.record(ok, started, now_ms);
         if ok {
             Ok(Delivered(batch))
         } else {
@@ -149,9 +164,14 @@ impl Lane {
     }
 
     /// Records a live attempt's outcome; logs the pause if this attempt caused one.
-    fn record(&self, ok: bool, now_ms: i64) -> bool {
+    fn record(&self, ok: bool, started: Instant, now_ms: i64) -> bool {
+        let attempt = Attempt {
+            ok,
+            started,
+            ended: Instant::now(),
+        };
         let pause = self.shared.with(|s| {
-            if s.health.record(ok, Instant::now(), now_ms, jitter()) {
+            if s.health.record(attempt, now_ms, jitter()) {
                 s.health.last_pause().cloned()
             } else {
                 None

@@ -5,49 +5,10 @@ use crate::attempts::AttemptKind;
 use crate::endpoint::scripted::Reply;
 use crate::gaps::list_gaps;
 use crate::health::Phase;
-use crate::integration::IntegrationTask;
-use crate::shared::IntegrationShared;
-use crate::supervise::Backoff;
-use crate::testing::{Harness, T0, eventually, integration};
+use crate::testing::{Harness, T0, eventually, integration, start};
 use serde_json::json;
-use sluice_core::model::Integration;
 use sluice_store::{Bucket, Expect, MetaStore};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-
-struct Running {
-    shared: Arc<IntegrationShared>,
-    stop: watch::Sender<bool>,
-    join: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send_replace(true);
-        self.join.await.unwrap();
-    }
-}
-
-fn start(h: &Harness, integ: Arc<Integration>) -> Running {
-    let shared = Arc::new(IntegrationShared::new(integ.protection.clone(), false));
-    let (stop, stop_rx) = watch::channel(false);
-    let task = IntegrationTask {
-        integ,
-        ctx: h.ctx.clone(),
-        shared: shared.clone(),
-        stop: stop_rx,
-        lane_backoff: Backoff {
-            initial: Duration::from_millis(100),
-            ..Backoff::default()
-        },
-    };
-    Running {
-        shared,
-        stop,
-        join: tokio::spawn(task.run()),
-    }
-}
 
 async fn committed(h: &Harness, env: &str, offset: u64) {
     eventually(async || {
@@ -254,7 +215,7 @@ async fn each_environment_has_its_own_lane_and_position() {
 /// and the record stays as the new owner wrote it.
 #[tokio::test(start_paused = true)]
 async fn a_stale_owner_cannot_advance_the_cursor_after_a_takeover() {
-    let mut h = Harness::new([Reply::Delay(Duration::from_secs(5))]);
+    let mut h = Harness::new([Reply::Delayed(Duration::from_secs(5), 200)]);
     h.cursor_at_start(&["e1"]).await;
     h.append("e1", &["a", "b", "c"], None).await;
     let r = start(&h, integration(json!({})));

@@ -9,6 +9,7 @@ use crate::batch::{PinnedBatch, encode_blocking};
 use crate::context::DeliveryCtx;
 use crate::endpoint::Endpoint;
 use crate::gaps::Gap;
+use crate::pace::load_signal;
 use crate::request::build_request;
 use crate::shared::{AttemptInfo, IntegrationShared};
 use crate::supervise::until_stopped;
@@ -181,20 +182,28 @@ impl ReplayRun {
                 _ = until_stopped(&mut self.stop) => return Step::Stopped,
             }
         }
+        // A replay's requests take their turns in the integration's pacing with live
+        // delivery's: together they never exceed `maxRequestsPerSecond`.
+        let slot = self
+            .shared
+            .with(|s| s.pace.reserve(tokio::time::Instant::now()));
+        tokio::select! {
+            _ = tokio::time::sleep_until(slot) => {}
+            _ = until_stopped(&mut self.stop) => return Step::Stopped,
+        }
         let started_ms = self.ctx.now_ms();
         let req = build_request(&self.integ, &p.id, &body, started_ms / 1000);
-        let outcome = {
-            let _permit = if job.failed_attempts > 0 {
-                self.ctx.degraded.clone().acquire_owned().await.ok()
-            } else {
-                None
-            };
+        let started = tokio::time::Instant::now();
+        let mut outcome = {
             let mut stop = self.stop.clone();
             tokio::select! {
                 o = self.endpoint.send(&req) => o,
                 _ = until_stopped(&mut stop) => return Step::Stopped,
             }
         };
+        outcome.duration = started.elapsed();
+        self.shared
+            .with(|s| s.pace.observe(started, load_signal(&outcome)));
         self.shared.record_attempt(
             AttemptInfo {
                 integration_id: &self.integ.id,

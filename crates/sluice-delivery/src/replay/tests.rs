@@ -50,7 +50,7 @@ fn run(
     endpoint: Arc<dyn Endpoint>,
     job: ReplayJob,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let shared = Arc::new(IntegrationShared::new(integ.protection.clone(), false));
+    let shared = Arc::new(IntegrationShared::new(integ, false));
     let (stop, stop_rx) = watch::channel(false);
     let r = ReplayRun::new(h.ctx.clone(), integ.clone(), shared, endpoint, stop_rx);
     (stop, tokio::spawn(r.run(job)))
