@@ -32,6 +32,7 @@ struct Row {
 fn state_name(status: &IntegrationStatus) -> &'static str {
     match status.state {
         sluice_delivery::IntegrationState::Active => "active",
+        sluice_delivery::IntegrationState::Failing => "failing",
         sluice_delivery::IntegrationState::Paused => "paused",
         sluice_delivery::IntegrationState::Probing => "probing",
         sluice_delivery::IntegrationState::Disabled => "disabled",
@@ -93,7 +94,7 @@ fn write_summary(summary: &FleetSummary, out: &mut String) {
     let mut states = Family::new(
         "sluice_integrations",
         Kind::Gauge,
-        "Integrations by delivery state (active, paused, probing, disabled).",
+        "Integrations by delivery state (active, failing, paused, probing, disabled).",
     );
     for state in STATES {
         let n = summary.states.get(state).copied().unwrap_or(0);
