@@ -143,7 +143,7 @@ impl Default for Protection {
     fn default() -> Self {
         Protection {
             window: 20,
-            min_attempts: 20,
+            min_attempts: 10,
             failure_rate_percent: 50,
             failing_for_ms: 15_000,
             min_failed_attempts: 3,

@@ -287,7 +287,7 @@ async fn unknown_fields_answer_400_naming_the_field() {
         i1["flushIntervalMs"], 200,
         "unchanged by the refused bodies"
     );
-    assert_eq!(i1["protection"]["minAttempts"], 20);
+    assert_eq!(i1["protection"]["minAttempts"], 10);
     assert_eq!(s.get_admin("/v1/projects/default").await["name"], "Default");
     assert_eq!(
         s.get_admin("/v1/integrations/i1/replays").await["replays"],
