@@ -7,7 +7,7 @@
 //! project's events, so only the admin token can see or make one.
 
 use crate::admin::integrations::check_destination;
-use crate::admin::{merged, new_id, patch_body, same_id};
+use crate::admin::{keep_redacted_secret, merged, new_id, patch_body, same_id};
 use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
 use crate::scope::Scope;
@@ -182,11 +182,7 @@ pub async fn patch(
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let mut patch = patch_body(&headers, &bytes)?;
     let existing = find(&s, &scope, &id).await?;
-    if patch.get("secret").and_then(Value::as_str) == Some(REDACTED)
-        && let Some(obj) = patch.as_object_mut()
-    {
-        obj.remove("secret");
-    }
+    keep_redacted_secret(&mut patch);
     let d: AlertDestination = strict(merged(&existing, &id, &patch)?)?;
     check(&s, &scope, &d).await?;
     Ok(Json(s.engine.alerts().replace(d).await?.redacted()))

@@ -1,7 +1,7 @@
 //! `/v1/integrations` and the per-integration operations (status, attempts, pause,
 //! resume, gaps, test).
 
-use crate::admin::{merged, new_id, patch_body, same_id};
+use crate::admin::{keep_redacted_secret, merged, new_id, patch_body, same_id};
 use crate::body::{json, read_body, strict};
 use crate::error::ApiError;
 use crate::scope::Scope;
@@ -219,11 +219,7 @@ pub async fn patch(
     let bytes = read_body(&headers, body, s.config.limits).await?;
     let mut patch = patch_body(&headers, &bytes)?;
     let existing = find(&s, &id)?;
-    if patch.get("secret").and_then(Value::as_str) == Some(REDACTED)
-        && let Some(obj) = patch.as_object_mut()
-    {
-        obj.remove("secret");
-    }
+    keep_redacted_secret(&mut patch);
     let integ: Integration = strict(merged(existing.as_ref(), &id, &patch)?)?;
     replace(&s, &scope, integ).await
 }

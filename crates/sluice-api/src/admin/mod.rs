@@ -47,6 +47,16 @@ pub fn patch_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> 
     Ok(patch)
 }
 
+/// Drops `"secret": "<redacted placeholder>"` from a merge patch: a client that sends back what
+/// a GET showed keeps the stored secret (integrations and alert destinations alike).
+pub fn keep_redacted_secret(patch: &mut Value) {
+    if patch.get("secret").and_then(Value::as_str) == Some(sluice_core::model::REDACTED)
+        && let Some(obj) = patch.as_object_mut()
+    {
+        obj.remove("secret");
+    }
+}
+
 /// `current` with `patch` merged in (RFC 7396: `null` removes a member, objects merge,
 /// anything else replaces). The patch may repeat the id but not change it.
 /// (`current` is an object, so indexing the result by `"id"` cannot panic.)
