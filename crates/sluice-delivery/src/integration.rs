@@ -63,6 +63,7 @@ impl IntegrationTask {
             revision,
             self.integ.max_in_flight,
         ));
+        self.shared.set_live(Arc::downgrade(&common));
         // Lanes stop when this task is stopped or when another node fences it.
         let (lane_stop, lane_stop_rx) = watch::channel(false);
         let mut lanes = tokio::task::JoinSet::new();

@@ -3,11 +3,13 @@
 //! changes).
 
 use crate::attempts::{AttemptKind, AttemptLog};
+use crate::cursor::CursorRecord;
 use crate::health::Health;
+use crate::lane::common::LaneCommon;
 use crate::pace::Pace;
 use sluice_core::model::Integration;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, Weak};
 use tokio::sync::watch;
 
 #[derive(Debug)]
@@ -33,6 +35,9 @@ pub struct IntegrationShared {
     pub state: Mutex<SharedState>,
     /// True while an operator has paused the integration by hand.
     pub manual_pause: watch::Sender<bool>,
+    /// The running task's cursor record (gone once its lanes stopped): status reads it
+    /// from memory instead of the metadata store, so sampling a large fleet costs no I/O.
+    live: Mutex<Weak<LaneCommon>>,
 }
 
 impl IntegrationShared {
@@ -51,7 +56,24 @@ impl IntegrationShared {
                 gap_impressions: 0,
             }),
             manual_pause: watch::Sender::new(manual),
+            live: Mutex::new(Weak::new()),
         }
+    }
+
+    /// The running task's cursor record from now on.
+    pub(crate) fn set_live(&self, common: Weak<LaneCommon>) {
+        *self.live.lock().unwrap_or_else(PoisonError::into_inner) = common;
+    }
+
+    /// A copy of the running task's cursor record, when a task runs and no save holds the
+    /// record at this instant (`None`: read the stored one).
+    pub(crate) fn live_record(&self) -> Option<CursorRecord> {
+        let common = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .upgrade()?;
+        common.try_record()
     }
 
     /// Applies an integration's (possibly changed) settings, keeping what was learned.

@@ -78,27 +78,40 @@ pub(super) struct Measured {
 /// sluice left alone for a while: no ingest (delivery tasks started, nothing to send).
 #[derive(Default, Clone, Copy, Debug)]
 pub(super) struct Idle {
+    /// The first seconds after every integration started (start-up work finishing: the
+    /// blocking pool's threads, the first dashboard sample), and sluice's CPU in them.
+    pub(super) settle_secs: u64,
+    pub(super) settle_cpu_pct: f64,
+    /// The steady idle period after that, and sluice's CPU in it (percent of one core).
     pub(super) secs: u64,
-    /// CPU in percent of one core.
     pub(super) cpu_pct: f64,
     pub(super) rss: u64,
     pub(super) fds: u64,
     pub(super) threads: u64,
 }
 
-/// Measures sluice's CPU over `secs` seconds of idleness, then its RSS, fds and threads.
-pub(super) async fn idle(pid: u32, secs: u64) -> Idle {
-    let s0 = proc::light(Some(pid));
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let s1 = proc::light(Some(pid));
-    let elapsed = t0.elapsed().as_secs_f64().max(0.001);
+/// Measures sluice's CPU over `settle` seconds after start-up, then over `secs` seconds of
+/// steady idleness, then its RSS, fds and threads.
+pub(super) async fn idle(pid: u32, settle: u64, secs: u64) -> Idle {
+    let cpu_over = |secs: u64| async move {
+        let s0 = proc::light(Some(pid));
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        let s1 = proc::light(Some(pid));
+        let elapsed = t0.elapsed().as_secs_f64().max(0.001);
+        s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / elapsed * 100.0
+    };
+    let settle_cpu_pct = cpu_over(settle).await;
+    let cpu_pct = cpu_over(secs).await;
+    let s = proc::light(Some(pid));
     Idle {
+        settle_secs: settle,
+        settle_cpu_pct,
         secs,
-        cpu_pct: s1.cpu.saturating_sub(s0.cpu).as_secs_f64() / elapsed * 100.0,
-        rss: s1.rss_bytes,
-        fds: s1.fds,
-        threads: s1.threads,
+        cpu_pct,
+        rss: s.rss_bytes,
+        fds: s.fds,
+        threads: s.threads,
     }
 }
 

@@ -61,6 +61,12 @@ const SLOW_PAST_TIMEOUT_MS: u64 = 2_000;
 /// The goal for a dead destination (SPEC §3): paused within this long of its first failed
 /// attempt.
 const PAUSE_GOAL_SECS: f64 = 30.0;
+/// Goals for a node's cost (issue "Dead destinations paused within 30 s at any scale"),
+/// for up to 10,000 integrations: peak RSS, steady idle CPU (percent of one core), and
+/// the time to create every integration.
+const RSS_GOAL_BYTES: u64 = 512 << 20;
+const IDLE_CPU_GOAL_PCT: f64 = 5.0;
+const CREATE_GOAL_SECS: f64 = 10.0;
 
 /// Arguments of `sluice bench postmortem`.
 #[derive(clap::Args, Debug, Clone)]
@@ -95,9 +101,13 @@ pub struct PostmortemArgs {
     /// The integrations' `maxBatchImpressions` (default: sluice's, 5000).
     #[arg(long)]
     pub max_batch_impressions: Option<u32>,
-    /// Seconds sluice is left idle (integrations started, nothing ingested) while its CPU is
-    /// measured, before ingest starts.
+    /// Seconds after every integration started before idle CPU is measured (start-up
+    /// work finishing; its CPU is reported apart).
     #[arg(long, default_value_t = 10)]
+    pub idle_settle_seconds: u64,
+    /// Seconds sluice is then left idle (integrations started, nothing ingested) while its
+    /// CPU is measured, before ingest starts.
+    #[arg(long, default_value_t = 20)]
     pub idle_seconds: u64,
     /// After the drain, seconds of idleness before the open fds are read again (sluice's
     /// connection idle timeout is 15 s by default).

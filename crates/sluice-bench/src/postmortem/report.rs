@@ -4,7 +4,10 @@ use super::kinds::FAILURES;
 use super::outcome::RunResult;
 use super::receivers::FLAKY_EVERY;
 use super::stats::pcts;
-use super::{PAUSE_GOAL_SECS, PostmortemArgs, SLOW_PAST_TIMEOUT_MS};
+use super::{
+    CREATE_GOAL_SECS, IDLE_CPU_GOAL_PCT, PAUSE_GOAL_SECS, PostmortemArgs, RSS_GOAL_BYTES,
+    SLOW_PAST_TIMEOUT_MS,
+};
 
 pub(super) fn mib(b: u64) -> String {
     format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
@@ -79,9 +82,15 @@ fn runs_table(base: Option<&RunResult>, fail: &RunResult) {
     line("integrations created (bulk) / all started", &|r| {
         format!("{:.1} s / {:.1} s", r.create_secs, r.started_secs)
     });
+    line("sluice CPU in the first seconds after start-up", &|r| {
+        format!(
+            "{:.1}% of a core over {} s",
+            r.idle.settle_cpu_pct, r.idle.settle_secs
+        )
+    });
     line("**sluice idle CPU** (started, nothing ingested)", &|r| {
         format!(
-            "**{:.1}%** of a core over {} s",
+            "**{:.1}%** of a core over the next {} s",
             r.idle.cpu_pct, r.idle.secs
         )
     });
@@ -261,7 +270,42 @@ fn verdict(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) ->
         }
     };
     let paused_in_time = pause_goal(fail);
-    met && paused_in_time && fail.lost_total == 0
+    let cheap = base
+        .into_iter()
+        .chain([fail])
+        .fold(true, |ok, r| cost_goals(r) && ok);
+    met && paused_in_time && cheap && fail.lost_total == 0
+}
+
+/// A node's cost in one run: peak RSS, steady idle CPU, time to create the integrations.
+fn cost_goals(r: &RunResult) -> bool {
+    let checks = [
+        (
+            format!("peak RSS ≤ {}", mib(RSS_GOAL_BYTES)),
+            r.peaks.rss <= RSS_GOAL_BYTES,
+            mib(r.peaks.rss),
+        ),
+        (
+            format!("idle CPU ≤ {IDLE_CPU_GOAL_PCT:.0}% of a core"),
+            r.idle.cpu_pct <= IDLE_CPU_GOAL_PCT,
+            format!("{:.1}%", r.idle.cpu_pct),
+        ),
+        (
+            format!("integrations created in ≤ {CREATE_GOAL_SECS:.0} s"),
+            r.create_secs <= CREATE_GOAL_SECS,
+            format!("{:.1} s", r.create_secs),
+        ),
+    ];
+    let mut ok = true;
+    for (goal, met, value) in checks {
+        ok &= met;
+        println!(
+            "Goal ({}, {goal}): {} ({value}).",
+            r.label,
+            if met { "MET" } else { "NOT MET" }
+        );
+    }
+    ok
 }
 
 /// Every dead destination paused within the goal of its first failed attempt.

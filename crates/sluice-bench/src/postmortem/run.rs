@@ -80,11 +80,13 @@ pub(super) async fn run_once(
     table
         .slow_ms
         .store(timeout_ms + SLOW_PAST_TIMEOUT_MS, Ordering::Relaxed);
-    let idle = measure::idle(server.pid, args.idle_seconds).await;
+    let idle = measure::idle(server.pid, args.idle_settle_seconds, args.idle_seconds).await;
     println!(
-        "  idle for {} s (nothing ingested): sluice CPU {:.1}% of a core, RSS {}, {} fds, {} threads",
-        idle.secs,
+        "  idle (nothing ingested): sluice CPU {:.1}% of a core in the first {} s, then {:.1}% over {} s; RSS {}, {} fds, {} threads",
+        idle.settle_cpu_pct,
+        idle.settle_secs,
         idle.cpu_pct,
+        idle.secs,
         mib(idle.rss),
         idle.fds,
         idle.threads

@@ -136,9 +136,15 @@ impl DeliveryEngine {
     }
 
     pub async fn status(&self, integ: &Integration) -> Result<IntegrationStatus, StoreError> {
-        let c = cursor::load(self.ctx.meta.as_ref(), &integ.id)
-            .await?
-            .unwrap_or_default();
+        let shared = self.get_shared(&integ.id);
+        // The running task's record when there is one (no store read: the dashboard's
+        // sampler reads every integration's status every 10 s), else the stored one.
+        let c = match shared.as_ref().and_then(|s| s.live_record()) {
+            Some(c) => c,
+            None => cursor::load(self.ctx.meta.as_ref(), &integ.id)
+                .await?
+                .unwrap_or_default(),
+        };
         let mut lag = 0u64;
         let mut oldest: Option<i64> = None;
         for env in &integ.environments {
@@ -158,7 +164,6 @@ impl DeliveryEngine {
         }
         let now = self.ctx.now_ms();
         let lag_seconds = oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
-        let shared = self.get_shared(&integ.id);
         let manual = shared
             .as_ref()
             .map(|s| *s.manual_pause.borrow())

@@ -60,6 +60,11 @@ impl LaneCommon {
         self.cursor.lock().await
     }
 
+    /// A copy of the record, unless a lane holds it now (then `None`).
+    pub(crate) fn try_record(&self) -> Option<CursorRecord> {
+        self.cursor.try_lock().ok().map(|r| r.clone())
+    }
+
     fn fence(&self) -> std::sync::MutexGuard<'_, Fence> {
         self.fence.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -4,7 +4,7 @@
 //! retention, is skipped into a recorded gap.
 
 use super::{Lane, LaneError};
-use crate::batch::{Batch, PinnedBatch, encode_blocking, read_range};
+use crate::batch::{Batch, PinnedBatch, encode_blocking, read_range, work_permit};
 use crate::context::DeliveryCtx;
 use crate::encode::{EncodedBody, encode_batch};
 use crate::gaps::{Gap, GapReason, record_gap};
@@ -22,11 +22,12 @@ pub(crate) enum Next {
     WaitUntil(Option<Instant>),
 }
 
-/// Impressions read from the log, not yet pinned.
+/// A batch read from the log and encoded, not yet pinned (the body does not depend on
+/// the batch id, which travels in the headers).
 struct Unpinned {
     from: u64,
     to: u64,
-    entries: Vec<StoredEntry>,
+    body: EncodedBody,
 }
 
 /// A full batch read and encoded ahead of time (not yet pinned).
@@ -66,6 +67,7 @@ pub(crate) async fn prefetch_full_batch(
         return None;
     }
     let to = from + max;
+    let _turn = work_permit().await;
     let entries = read_range(ctx.log.as_ref(), &env, from, to).await.ok()?;
     let first = entries.iter().find(|e| e.end_offset() > from)?;
     if first.ingest_ms < ctx.now_ms() - integ.max_backlog_age_ms as i64 {
@@ -86,6 +88,7 @@ impl Lane {
             {
                 return Ok(Next::Send(b));
             }
+            let _turn = work_permit().await;
             let entries = read_range(self.ctx.log.as_ref(), &p.env, p.from, p.to).await?;
             let body = self.encode(entries, p.from, p.to).await?;
             return Ok(Next::Send(Batch { pinned: p, body }));
@@ -98,7 +101,7 @@ impl Lane {
 
     /// Reads the next batch of the environment from its position, or says when one may be
     /// ready. Skips (into a gap) what retention removed and backlog too old to send.
-    async fn read_next(&mut self) -> Result<Result<Unpinned, Option<Instant>>, StoreError> {
+    async fn read_next(&mut self) -> Result<Result<Unpinned, Option<Instant>>, LaneError> {
         let env = self.env.clone();
         let flush = Duration::from_millis(self.integ.flush_interval_ms);
         let max = u64::from(self.integ.max_batch_impressions);
@@ -119,6 +122,7 @@ impl Lane {
         if available < max && now < due {
             return Ok(Err(Some(due)));
         }
+        let turn = work_permit().await;
         let entries = read_range(
             self.ctx.log.as_ref(),
             &env,
@@ -131,6 +135,7 @@ impl Lane {
         };
         let cutoff = self.ctx.now_ms() - self.integ.max_backlog_age_ms as i64;
         if first.ingest_ms < cutoff {
+            drop(turn);
             let to = self
                 .ctx
                 .log
@@ -150,10 +155,12 @@ impl Lane {
         if to <= from {
             return Ok(Err(None));
         }
-        Ok(Ok(Unpinned { from, to, entries }))
+        let body = self.encode(entries, from, to).await?;
+        drop(turn);
+        Ok(Ok(Unpinned { from, to, body }))
     }
 
-    /// Pins a batch: its id and range are persisted before it is encoded and sent.
+    /// Pins a batch: its id and range are persisted before it is sent.
     async fn pin(&mut self, u: Unpinned) -> Result<Batch, LaneError> {
         let pinned = PinnedBatch {
             id: self.next_batch_id().await,
@@ -163,8 +170,10 @@ impl Lane {
         };
         self.pinned = Some(pinned.clone());
         self.save().await?;
-        let body = self.encode(u.entries, u.from, u.to).await?;
-        Ok(Batch { pinned, body })
+        Ok(Batch {
+            pinned,
+            body: u.body,
+        })
     }
 
     async fn encode(

@@ -156,6 +156,7 @@ impl ReplayRun {
             Ok(b) => b.first.saturating_sub(p.from).min(p.to - p.from),
             Err(e) => return Step::Retry(e.to_string()),
         };
+        let turn = crate::batch::work_permit().await;
         let entries = match collect(&self.ctx, job, &p.env, p.from, p.to).await {
             Ok(e) => e,
             Err(e) => return Step::Retry(e.to_string()),
@@ -171,6 +172,7 @@ impl ReplayRun {
                 Ok(b) => b,
                 Err(e) => return Step::Retry(e.to_string()),
             };
+        drop(turn);
         if body.count == 0 {
             return Step::Sent(lost);
         }
