@@ -4,7 +4,8 @@
 //! owner's integrations are taken over, with every acknowledged impression delivered, in
 //! order per client, no `webhook-id` with two bodies, and a stale owner never advancing a
 //! cursor; killing JetStream leaders never acknowledges unstored data; a joining node
-//! takes its share. Skipped (loudly) without a nats-server ≥ 2.10, except under CI.
+//! takes its share; alert destinations made on one node get each event once, from one
+//! node. Skipped (loudly) without a nats-server ≥ 2.10, except under CI.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a broken setup should panic
 
 #[path = "common/cluster.rs"]
@@ -422,4 +423,135 @@ async fn nats_unreachable_at_start_up_is_a_clear_error_not_a_hang() {
         err.contains(&format!("127.0.0.1:{port}")) && err.contains("NATS"),
         "the error names the servers: {err}"
     );
+}
+
+/// Alert destinations of which, over `node-a` and `node-b`, each node sends three
+/// (rendezvous owners of `alert-destination:{id}`; fixed by the hash).
+const ALERT_DESTS: [&str; 6] = ["ops0", "ops1", "ops2", "ops3", "ops4", "ops5"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alert_destinations_created_on_one_node_get_each_event_exactly_once() {
+    let Some(nats) = nats("cluster alerts").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let a = start_node(&nats, "node-a", logs.path()).await;
+    let b = start_node(&nats, "node-b", logs.path()).await;
+    let (rec, receiver) = Recorder::start().await;
+    a.admin()
+        .create_environment(&json!({"id": "e1", "name": "e1", "sdkKeys": ["sdk-key-e1-0000"]}))
+        .await
+        .unwrap();
+    for id in ALERT_DESTS {
+        a.admin()
+            .create_alert_destination(&json!({
+                "id": id, "url": format!("{receiver}/hook/{id}"), "secret": "whsec-ops",
+                "events": ["integration.paused", "integration.resumed"],
+            }))
+            .await
+            .unwrap();
+    }
+    // Both nodes see every destination, and agree on who sends each (the view settled).
+    let deadline = Instant::now() + HANG_GUARD;
+    let senders = loop {
+        let mut by: BTreeMap<&str, (String, String)> = BTreeMap::new();
+        for id in ALERT_DESTS {
+            let (Ok(sa), Ok(sb)) = (
+                a.admin().alert_destination_status(id).await,
+                b.admin().alert_destination_status(id).await,
+            ) else {
+                continue;
+            };
+            by.insert(
+                id,
+                (
+                    sa["sentBy"].as_str().unwrap_or("").to_owned(),
+                    sb["sentBy"].as_str().unwrap_or("").to_owned(),
+                ),
+            );
+        }
+        let agreed: Vec<&str> = by
+            .values()
+            .filter(|(x, y)| x == y)
+            .map(|(x, _)| x.as_str())
+            .collect();
+        if agreed.len() == ALERT_DESTS.len()
+            && agreed.contains(&"node-a")
+            && agreed.contains(&"node-b")
+        {
+            break by;
+        }
+        assert!(Instant::now() < deadline, "never settled: {by:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("alert destinations sent by: {senders:?}");
+
+    // Integrations created on B; each paused and resumed through either node: one event
+    // each, recorded by the node that handled the request.
+    let integrations = ["i0", "i1", "i2"];
+    for id in integrations {
+        configure_integration(&b, id, "e1", &receiver).await;
+    }
+    for (k, id) in integrations.iter().enumerate() {
+        let (first, second) = if k % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        // The integration may not be mirrored on that node yet: a 404 for a moment.
+        let deadline = Instant::now() + HANG_GUARD;
+        while first.admin().pause(id).await.is_err() {
+            assert!(Instant::now() < deadline, "cannot pause {id}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while second.admin().resume(id).await.is_err() {
+            assert!(Instant::now() < deadline, "cannot resume {id}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let want = 2 * integrations.len();
+    let per_dest = |got: &[Delivery]| {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for d in got {
+            m.entry(d.integration.clone())
+                .or_default()
+                .push(d.webhook_id.clone());
+        }
+        m
+    };
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let m = per_dest(&rec.deliveries());
+        if ALERT_DESTS
+            .iter()
+            .all(|id| m.get(*id).is_some_and(|v| v.len() >= want))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alerts missing: {m:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing more arrives: every event was sent once, by one node.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = per_dest(&rec.deliveries());
+    for id in ALERT_DESTS {
+        let ids = &m[id];
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(ids.len(), want, "{id} got {ids:?}");
+        assert_eq!(unique.len(), want, "{id} got an event twice: {ids:?}");
+        let st = b.admin().alert_destination_status(id).await.unwrap();
+        assert_eq!(st["pendingEvents"], 0, "{id}: {st}");
+        assert_eq!(st["deliveredEvents"], want, "{id}: {st}");
+    }
+    // Deleted on B: gone on A at once, and nothing is sent to it any more.
+    b.admin().delete_alert_destination("ops0").await.unwrap();
+    let began = Instant::now();
+    while a.admin().alert_destination("ops0").await.is_ok() {
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "A still has the deleted alert destination after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.admin().pause("i0").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = per_dest(&rec.deliveries());
+    assert_eq!(m["ops0"].len(), want, "sent to a deleted destination");
+    assert!(m["ops1"].len() > want, "the others still get alerts: {m:?}");
 }

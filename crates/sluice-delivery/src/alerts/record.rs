@@ -12,6 +12,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub kind: AlertEventType,
+    /// The integration it is about.
+    pub integration: String,
     pub project: String,
     pub data: Map<String, Value>,
 }
@@ -72,6 +74,7 @@ pub fn alert_for(e: &DeliveryEvent) -> Alert {
     };
     Alert {
         kind,
+        integration: e.integration.clone(),
         project: e.project.clone(),
         data,
     }
@@ -103,6 +106,7 @@ impl DisabledWatch {
                 tracing::info!(event = "disabled", integration = %i.id, project = %i.project, "integration disabled");
                 out.push(Alert {
                     kind: AlertEventType::IntegrationDisabled,
+                    integration: i.id.clone(),
                     project: i.project.clone(),
                     data: base(&i.id, &i.name, &i.project),
                 });

@@ -122,7 +122,7 @@ impl Sender {
                     .await
                 {
                     Some(true) => {
-                        if let Err(e) = store::remove(meta.as_ref(), &dest.id, &entry).await {
+                        if let Err(e) = store::remove(meta.as_ref(), &entry).await {
                             tracing::warn!(destination = %dest.id, error = %e, "cannot remove a delivered alert; it may be sent again");
                         }
                         self.state.with_status(|s| {

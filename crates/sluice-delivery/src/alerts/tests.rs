@@ -1,21 +1,23 @@
 //! The alert service on paused time, over in-memory stores and a recording endpoint.
 
-use super::AlertService;
 use super::store;
+use super::{AlertError, AlertService, owner_key};
 use crate::context::{DeliveryCtx, EngineOptions};
 use crate::endpoint::{Connector, Endpoint};
 use crate::gaps::{Gap, GapReason};
 use crate::http::{HttpError, Outcome, OutcomeKind, PreparedRequest};
+use crate::ownership::{Ownership, owner};
 use crate::testing::{T0, eventually, integration};
 use sluice_core::alert::{AlertDestination, AlertEvent, AlertEventType};
 use sluice_core::limits::MAX_ALERT_OUTBOX_EVENTS;
 use sluice_core::model::Integration;
+use sluice_store::members::{Members, NodeInfo};
 use sluice_store::memory::{MemoryLog, MemoryMeta, TokioClock};
-use sluice_store::{Catalog, MetaStore};
-use std::collections::VecDeque;
+use sluice_store::{Bucket, Catalog, Expect, MetaStore};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, Clone, Copy)]
 enum Reply {
@@ -32,6 +34,7 @@ struct Recorder {
 
 #[derive(Debug, Clone)]
 struct Seen {
+    url: String,
     id: String,
     timestamp: i64,
     signature: String,
@@ -49,6 +52,7 @@ impl Endpoint for Recorder {
     async fn send(&self, req: &PreparedRequest) -> Outcome {
         let h = |n: &str| req.headers.get(n).unwrap().to_str().unwrap().to_owned();
         let _ = self.seen.send(Seen {
+            url: req.url.clone(),
             id: h("webhook-id"),
             timestamp: h("webhook-timestamp").parse().unwrap(),
             signature: h("webhook-signature"),
@@ -93,13 +97,34 @@ struct Rig {
 
 impl Rig {
     async fn new(meta: Arc<MemoryMeta>, replies: &[Reply]) -> Rig {
+        Rig::node(meta, replies, Ownership::sole("local")).await
+    }
+
+    /// One node of a cluster: its own clock, endpoint, events and catalog (which follows
+    /// the shared store), over the store the others use.
+    async fn clustered(
+        meta: Arc<MemoryMeta>,
+        replies: &[Reply],
+        node: &str,
+        view: &watch::Sender<Members>,
+    ) -> Rig {
+        let rig = Rig::node(meta, replies, Ownership::following(node, view.subscribe())).await;
+        drop(rig.catalog.follow());
+        rig
+    }
+
+    async fn node(meta: Arc<MemoryMeta>, replies: &[Reply], ownership: Ownership) -> Rig {
         let (tx, seen) = mpsc::unbounded_channel();
         let recorder = Arc::new(Recorder {
             replies: Mutex::new(replies.iter().copied().collect()),
             seen: tx,
         });
         let log = Arc::new(MemoryLog::with_clock(Arc::new(TokioClock::starting_at(T0))));
-        let ctx = DeliveryCtx::new(log, meta.clone(), EngineOptions::default())
+        let opts = EngineOptions {
+            ownership,
+            ..EngineOptions::default()
+        };
+        let ctx = DeliveryCtx::new(log, meta.clone(), opts)
             .with_clock(Arc::new(TokioClock::starting_at(T0)))
             .with_connector(Arc::new(Connect(recorder.clone())));
         let ctx = Arc::new(ctx);
@@ -120,15 +145,19 @@ impl Rig {
         }
     }
 
+    /// The next alert sent (a failure, not a hang, when none comes: paused time runs on).
     async fn next(&mut self) -> Seen {
-        self.seen.recv().await.unwrap()
+        tokio::time::timeout(Duration::from_secs(600), self.seen.recv())
+            .await
+            .expect("no alert sent within 10 minutes")
+            .unwrap()
     }
 }
 
 fn dest(id: &str, project: Option<&str>, events: &[AlertEventType]) -> AlertDestination {
     AlertDestination {
         id: id.into(),
-        url: "http://127.0.0.1:9/alerts".into(),
+        url: format!("http://127.0.0.1:9/alerts/{id}"),
         secret: "alert-secret".into(),
         project: project.map(str::to_owned),
         events: events.to_vec(),
@@ -276,12 +305,19 @@ async fn the_outbox_is_bounded_and_drops_the_oldest() {
         rig.ctx.events.manual(&integ, true);
         tokio::task::yield_now().await;
     }
-    rig.next().await;
+    let first = rig.next().await;
     eventually(async || rig.alerts.status("a1").await.unwrap().dropped_events == extra as u64)
         .await;
     let pending = store::pending(meta.as_ref(), "a1").await.unwrap();
     assert_eq!(pending.len(), MAX_ALERT_OUTBOX_EVENTS);
-    assert_eq!(pending[0].seq, extra as u64, "the oldest were dropped");
+    assert!(
+        pending.iter().all(|e| e.id != first.id),
+        "the oldest were dropped"
+    );
+    assert_eq!(
+        rig.alerts.status("a1").await.unwrap().pending_events,
+        MAX_ALERT_OUTBOX_EVENTS as u64
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -335,4 +371,273 @@ async fn disabling_an_integration_raises_integration_disabled() {
     let seen = rig.next().await;
     assert_eq!(seen.event().kind, AlertEventType::IntegrationDisabled);
     assert_eq!(seen.event().data["integrationId"], "i1");
+}
+
+// ---- A cluster: several services over one store, each with its view of the live nodes.
+
+fn view(nodes: &[&str]) -> Members {
+    let m: BTreeMap<String, NodeInfo> = nodes
+        .iter()
+        .map(|n| (n.to_string(), NodeInfo { url: String::new() }))
+        .collect();
+    Members { nodes: Arc::new(m) }
+}
+
+/// `n` destination ids of which `node` sends every one in `members`.
+fn owned_by(members: &Members, node: &str, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("d{i}"))
+        .filter(|id| owner(members, &owner_key(id)) == Some(node))
+        .take(n)
+        .collect()
+}
+
+/// The destination id at the end of an alert's URL.
+fn dest_of(seen: &Seen) -> String {
+    seen.url.rsplit('/').next().unwrap().to_owned()
+}
+
+/// Everything a rig's endpoint received within `secs` seconds (paused time).
+async fn drain(rig: &mut Rig, secs: u64) -> Vec<Seen> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(s)) = tokio::time::timeout_at(deadline, rig.seen.recv()).await {
+        out.push(s);
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_destination_is_sent_by_exactly_one_node_and_each_event_once() {
+    let meta = Arc::new(MemoryMeta::new());
+    let members = view(&["node-a", "node-b"]);
+    let (tx, _) = watch::channel(members.clone());
+    let mut a = Rig::clustered(meta.clone(), &[], "node-a", &tx).await;
+    let mut b = Rig::clustered(meta.clone(), &[], "node-b", &tx).await;
+    let mut ids = owned_by(&members, "node-a", 3);
+    ids.extend(owned_by(&members, "node-b", 3));
+    for id in &ids {
+        a.alerts
+            .create(dest(id, None, &AlertEventType::ALL))
+            .await
+            .unwrap();
+    }
+    eventually(async || b.alerts.list().await.unwrap().len() == ids.len()).await;
+    // Each node records the state changes of the integrations it delivers.
+    a.ctx
+        .events
+        .manual(&integration(serde_json::json!({"id": "i1"})), true);
+    b.ctx
+        .events
+        .manual(&integration(serde_json::json!({"id": "i2"})), true);
+    let (sent_a, sent_b) = (drain(&mut a, 10).await, drain(&mut b, 10).await);
+    for (node, sent) in [("node-a", &sent_a), ("node-b", &sent_b)] {
+        for s in sent {
+            assert_eq!(
+                owner(&members, &owner_key(&dest_of(s))),
+                Some(node),
+                "{node} sent for a destination it does not own"
+            );
+        }
+    }
+    let all: Vec<(String, String)> = sent_a
+        .iter()
+        .chain(&sent_b)
+        .map(|s| (dest_of(s), s.id.clone()))
+        .collect();
+    let unique: BTreeSet<&(String, String)> = all.iter().collect();
+    assert_eq!(all.len(), unique.len(), "an event was sent twice: {all:?}");
+    assert_eq!(all.len(), 2 * ids.len(), "two events to every destination");
+    for id in &ids {
+        let st = a.alerts.status(id).await.unwrap();
+        assert_eq!(st.pending_events, 0);
+        assert_eq!(
+            st.sent_by,
+            owner(&members, &owner_key(id)).map(str::to_owned)
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destination_moves_to_another_node_when_its_sender_leaves() {
+    let meta = Arc::new(MemoryMeta::new());
+    let members = view(&["node-a", "node-b"]);
+    let (tx, _) = watch::channel(members.clone());
+    let mut a = Rig::clustered(meta.clone(), &[Reply::Hang], "node-a", &tx).await;
+    let mut b = Rig::clustered(meta.clone(), &[], "node-b", &tx).await;
+    let id = owned_by(&members, "node-a", 1).remove(0);
+    b.alerts
+        .create(dest(&id, None, &AlertEventType::ALL))
+        .await
+        .unwrap();
+    eventually(async || a.alerts.get(&id).await.is_ok()).await;
+    // Recorded on b, sent by a (woken through the watch), whose endpoint hangs.
+    b.ctx
+        .events
+        .manual(&integration(serde_json::json!({})), true);
+    let hung = a.next().await;
+    assert_eq!(dest_of(&hung), id);
+    // node-a leaves the view: node-b takes the destination over and sends the same event.
+    tx.send_replace(view(&["node-b"]));
+    let again = b.next().await;
+    assert_eq!(again.id, hung.id, "the same event, the same webhook-id");
+    eventually(async || store::pending(meta.as_ref(), &id).await.unwrap().is_empty()).await;
+    assert_eq!(
+        b.alerts.status(&id).await.unwrap().sent_by.as_deref(),
+        Some("node-b")
+    );
+    // And back when node-a returns.
+    tx.send_replace(members.clone());
+    b.ctx
+        .events
+        .manual(&integration(serde_json::json!({})), false);
+    let back = a.next().await;
+    assert_eq!(back.event().kind, AlertEventType::IntegrationResumed);
+    assert!(drain(&mut b, 5).await.is_empty(), "node-b sent it too");
+}
+
+#[tokio::test(start_paused = true)]
+async fn changes_through_one_node_are_seen_by_the_other() {
+    let meta = Arc::new(MemoryMeta::new());
+    let members = view(&["node-a", "node-b"]);
+    let (tx, _) = watch::channel(members.clone());
+    let mut a = Rig::clustered(meta.clone(), &[], "node-a", &tx).await;
+    let mut b = Rig::clustered(meta.clone(), &[], "node-b", &tx).await;
+    // Sent by node-a, changed through node-b.
+    let id = owned_by(&members, "node-a", 1).remove(0);
+    a.alerts
+        .create(dest(&id, None, &AlertEventType::ALL))
+        .await
+        .unwrap();
+    eventually(async || b.alerts.get(&id).await.is_ok()).await;
+    assert!(matches!(
+        b.alerts.create(dest(&id, None, &[])).await,
+        Err(AlertError::Conflict(_))
+    ));
+    let mut moved = dest(&id, None, &AlertEventType::ALL);
+    moved.url = "http://127.0.0.1:9/elsewhere/x".into();
+    b.alerts.replace(moved.clone()).await.unwrap();
+    eventually(async || a.alerts.get(&id).await.unwrap().url == moved.url).await;
+    // The sender on node-a uses the new address.
+    b.ctx
+        .events
+        .manual(&integration(serde_json::json!({})), true);
+    let seen = a.next().await;
+    assert_eq!(seen.url, moved.url);
+    assert!(drain(&mut b, 2).await.is_empty());
+    b.alerts.delete(&id).await.unwrap();
+    eventually(async || matches!(a.alerts.get(&id).await, Err(AlertError::NotFound(_)))).await;
+    assert!(a.alerts.list().await.unwrap().is_empty());
+    // Nothing recorded for it any more.
+    a.ctx
+        .events
+        .manual(&integration(serde_json::json!({})), false);
+    assert!(drain(&mut a, 5).await.is_empty());
+    assert!(store::pending(meta.as_ref(), &id).await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_recording_at_once_never_overwrite_each_others_events() {
+    let meta = Arc::new(MemoryMeta::new());
+    let members = view(&["node-a", "node-b"]);
+    let (tx, _) = watch::channel(members.clone());
+    let mut a = Rig::clustered(meta.clone(), &[Reply::Hang], "node-a", &tx).await;
+    let b = Rig::clustered(meta.clone(), &[], "node-b", &tx).await;
+    let id = owned_by(&members, "node-a", 1).remove(0);
+    a.alerts
+        .create(dest(&id, None, &AlertEventType::ALL))
+        .await
+        .unwrap();
+    eventually(async || b.alerts.get(&id).await.is_ok()).await;
+    let n = 20;
+    for _ in 0..n {
+        // The same millisecond on both nodes (time is paused).
+        a.ctx
+            .events
+            .manual(&integration(serde_json::json!({})), true);
+        b.ctx
+            .events
+            .manual(&integration(serde_json::json!({})), true);
+    }
+    a.next().await;
+    eventually(async || store::pending(meta.as_ref(), &id).await.unwrap().len() == 2 * n).await;
+    let pending = store::pending(meta.as_ref(), &id).await.unwrap();
+    let ids: BTreeSet<&str> = pending.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), 2 * n, "every event kept once");
+    for node in ["node-a", "node-b"] {
+        let mine = pending
+            .iter()
+            .filter(|e| store::parse_outbox_key(&e.key).unwrap().1 == Some(node))
+            .count();
+        assert_eq!(mine, n, "{node}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn integration_disabled_is_recorded_by_one_node_of_a_cluster() {
+    let meta = Arc::new(MemoryMeta::new());
+    let members = view(&["node-a", "node-b"]);
+    let (tx, _) = watch::channel(members.clone());
+    let mut a = Rig::clustered(meta.clone(), &[], "node-a", &tx).await;
+    let mut b = Rig::clustered(meta.clone(), &[], "node-b", &tx).await;
+    a.alerts
+        .create(dest("a1", None, &[AlertEventType::IntegrationDisabled]))
+        .await
+        .unwrap();
+    eventually(async || b.alerts.get("a1").await.is_ok()).await;
+    a.catalog
+        .create_environment(
+            serde_json::from_value(serde_json::json!({"id": "e1", "name": "E"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let integ = (*integration(serde_json::json!({}))).clone();
+    a.catalog.create_integration(integ.clone()).await.unwrap();
+    eventually(async || b.catalog.snapshot().integrations.contains_key("i1")).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut off = integ;
+    off.enabled = false;
+    a.catalog.update_integration(off).await.unwrap();
+    let (sent_a, sent_b) = (drain(&mut a, 10).await, drain(&mut b, 10).await);
+    let sent: Vec<&Seen> = sent_a.iter().chain(&sent_b).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].event().kind, AlertEventType::IntegrationDisabled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_kept_under_the_old_key_format_are_sent_first() {
+    let meta = Arc::new(MemoryMeta::new());
+    let d = dest("a1", None, &AlertEventType::ALL);
+    meta.put(
+        Bucket::State,
+        "alerts/dest/a1",
+        serde_json::to_vec(&d).unwrap(),
+        Expect::Any,
+    )
+    .await
+    .unwrap();
+    let old = serde_json::json!({"id": "evt_old", "seq": 7, "body": r#"{"type":"integration.paused","timestamp":1,"data":{}}"#});
+    meta.put(
+        Bucket::State,
+        "alerts/outbox/a1/0000000000000007",
+        serde_json::to_vec(&old).unwrap(),
+        Expect::Any,
+    )
+    .await
+    .unwrap();
+    let mut rig = Rig::new(meta.clone(), &[Reply::Hang]).await;
+    rig.ctx
+        .events
+        .manual(&integration(serde_json::json!({})), false);
+    let first = rig.next().await;
+    assert_eq!(first.id, "evt_old");
+    eventually(async || store::pending(meta.as_ref(), "a1").await.unwrap().len() == 2).await;
+    rig.alerts.shutdown().await;
+    drop(rig);
+    let mut again = Rig::new(meta.clone(), &[]).await;
+    assert_eq!(again.next().await.id, "evt_old");
+    assert_eq!(
+        again.next().await.event().kind,
+        AlertEventType::IntegrationResumed
+    );
 }

@@ -1,7 +1,8 @@
 //! Every admin route works on every node of a cluster (SPEC §7): the questions only the
 //! node delivering an integration can answer — its live state (paused, probing), recent
-//! attempts, history samples, and replays, which its owner runs — are forwarded to that
-//! node over HTTP (its advertised URL comes with its heartbeat), the caller's
+//! attempts, history samples, and replays, which its owner runs — and the status of an
+//! alert destination (its sender's state lives on the node that sends it) are forwarded
+//! to that node over HTTP (its advertised URL comes with its heartbeat), the caller's
 //! `Authorization` included. Everything else is answered locally from the shared store:
 //! configuration, cursors, gaps, pause and resume (the owner follows the pause state).
 //!
@@ -43,8 +44,16 @@ impl Forwarder {
     }
 }
 
-/// The integration id when `method path` is a question for its owner.
-fn owner_question<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
+/// The ownership key (see [`sluice_delivery::Ownership`]) whose owner alone can answer
+/// `method path`: an integration's id, or an alert destination's
+/// [`sluice_delivery::alerts::owner_key`] for its status (its sender's state lives on the
+/// node that sends it).
+fn owner_question(method: &Method, path: &str) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/v1/alert-destinations/") {
+        let (id, what) = rest.split_once('/')?;
+        let for_owner = method == Method::GET && what == "status";
+        return (for_owner && !id.is_empty()).then(|| sluice_delivery::alerts::owner_key(id));
+    }
     let rest = path.strip_prefix("/v1/integrations/")?;
     let (id, what) = rest.split_once('/')?;
     let for_owner = match (method, what) {
@@ -53,7 +62,7 @@ fn owner_question<'a>(method: &Method, path: &'a str) -> Option<&'a str> {
         (&Method::GET, w) => w.starts_with("replays/"),
         _ => false,
     };
-    (for_owner && !id.is_empty()).then_some(id)
+    (for_owner && !id.is_empty()).then(|| id.to_owned())
 }
 
 /// The middleware: forward to the owner, or serve here.
@@ -64,7 +73,7 @@ pub async fn forward(fwd: Forwarder, req: Request, next: Next) -> Response {
     let Some(id) = owner_question(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    let Some(owner) = fwd.ownership.owner_of(id) else {
+    let Some(owner) = fwd.ownership.owner_of(&id) else {
         return next.run(req).await;
     };
     if owner == fwd.ownership.node() {
@@ -141,7 +150,7 @@ async fn local(
     owner: &str,
     e: &reqwest::Error,
 ) -> Response {
-    tracing::debug!(owner, error = %e, "cannot reach the integration's owner; answering from the store");
+    tracing::debug!(owner, error = %e, "cannot reach the owner; answering from the store");
     if parts.method == Method::POST {
         // A replay runs on the owner only (two runners would both send it).
         let mut r = (
@@ -165,7 +174,7 @@ mod tests {
 
     #[test]
     fn only_questions_for_the_owner_are_forwarded() {
-        let q = |m: &Method, p: &str| owner_question(m, p).map(str::to_owned);
+        let q = |m: &Method, p: &str| owner_question(m, p);
         assert_eq!(
             q(&Method::GET, "/v1/integrations/i1/status").as_deref(),
             Some("i1")
@@ -187,5 +196,12 @@ mod tests {
         assert_eq!(q(&Method::GET, "/v1/integrations/i1/gaps"), None);
         assert_eq!(q(&Method::POST, "/v1/integrations/i1/pause"), None);
         assert_eq!(q(&Method::PUT, "/v1/integrations/i1"), None);
+        assert_eq!(
+            q(&Method::GET, "/v1/alert-destinations/a1/status").as_deref(),
+            Some("alert-destination:a1")
+        );
+        assert_eq!(q(&Method::GET, "/v1/alert-destinations/a1"), None);
+        assert_eq!(q(&Method::GET, "/v1/alert-destinations/status"), None);
+        assert_eq!(q(&Method::DELETE, "/v1/alert-destinations/a1"), None);
     }
 }
