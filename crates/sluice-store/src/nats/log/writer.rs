@@ -337,8 +337,13 @@ async fn commit(
             },
         };
         inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-        tail = one(inner, env, t, &mut msgs).await;
-        if tail.is_none() {
+        let mut raced = false;
+        tail = one(inner, env, t, &mut msgs, &mut raced).await;
+        // Losing the race to another node's append is progress, not trouble: re-read and
+        // try again at once. Backing off there (it did, up to 500 ms) let the other node's
+        // pipelined rounds win every time: under full load from two nodes, appends of the
+        // losing one ran into the write timeout (503) while JetStream was healthy.
+        if tail.is_none() && !raced {
             tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
                 .await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -428,8 +433,16 @@ async fn pipelined(inner: &Inner, env: &str, tail: Tail, msgs: &mut VecDeque<Msg
 }
 
 /// Sends the first of `msgs` alone, chained from a freshly read `tail`, with its same id.
-/// Returns the new tail, or `None` when it must be re-read.
-async fn one(inner: &Inner, env: &str, tail: Tail, msgs: &mut VecDeque<Msg>) -> Option<Tail> {
+/// Returns the new tail, or `None` when it must be re-read; `raced` turns true when that is
+/// because another writer appended first (or an earlier attempt was stored): not a failure,
+/// so the caller re-reads at once instead of backing off.
+async fn one(
+    inner: &Inner,
+    env: &str,
+    tail: Tail,
+    msgs: &mut VecDeque<Msg>,
+    raced: &mut bool,
+) -> Option<Tail> {
     let m = msgs.front()?;
     let ingest_ms = now_ms().max(tail.ingest_ms);
     let part = m.part();
@@ -456,6 +469,7 @@ async fn one(inner: &Inner, env: &str, tail: Tail, msgs: &mut VecDeque<Msg>) -> 
     match outcome {
         Ok(ack) if ack.duplicate => {
             // Stored by an earlier attempt: believe what is stored, then re-read the tail.
+            *raced = true;
             let stored = match inner.stream(env).await {
                 Ok(s) => s.get_raw_message(ack.sequence).await.ok(),
                 Err(_) => None,
@@ -477,11 +491,12 @@ async fn one(inner: &Inner, env: &str, tail: Tail, msgs: &mut VecDeque<Msg>) -> 
             Some(t)
         }
         Err(e) => {
-            if matches!(
+            let lost_race = matches!(
                 e.kind(),
                 PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence
-            ) && part.is_some_and(|(i, _)| i > 1)
-            {
+            );
+            *raced = lost_race;
+            if lost_race && part.is_some_and(|(i, _)| i > 1) {
                 restart_entry(inner, msgs);
             }
             debug!(env, error = %e, "append not stored yet; retrying");
