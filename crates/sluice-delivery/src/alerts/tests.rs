@@ -354,14 +354,7 @@ async fn disabling_an_integration_raises_integration_disabled() {
         .create(dest("a1", None, &[AlertEventType::IntegrationDisabled]))
         .await
         .unwrap();
-    rig.catalog
-        .create_environment(
-            serde_json::from_value(serde_json::json!({"id": "e1", "name": "E"})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let integ = (*integration(serde_json::json!({}))).clone();
-    rig.catalog.create_integration(integ.clone()).await.unwrap();
+    let integ = environment_and_integration(&rig.catalog).await;
     // Let the service see it enabled first (a create and a switch-off seen together are
     // an integration that never ran).
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -585,14 +578,7 @@ async fn integration_disabled_is_recorded_by_one_node_of_a_cluster() {
         .await
         .unwrap();
     eventually(async || b.alerts.get("a1").await.is_ok()).await;
-    a.catalog
-        .create_environment(
-            serde_json::from_value(serde_json::json!({"id": "e1", "name": "E"})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let integ = (*integration(serde_json::json!({}))).clone();
-    a.catalog.create_integration(integ.clone()).await.unwrap();
+    let integ = environment_and_integration(&a.catalog).await;
     eventually(async || b.catalog.snapshot().integrations.contains_key("i1")).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     let mut off = integ;
@@ -640,4 +626,17 @@ async fn events_kept_under_the_old_key_format_are_sent_first() {
         again.next().await.event().kind,
         AlertEventType::IntegrationResumed
     );
+}
+
+/// Environment `e1` and the default integration `i1` on it, created in `catalog`.
+async fn environment_and_integration(catalog: &Catalog) -> Integration {
+    catalog
+        .create_environment(
+            serde_json::from_value(serde_json::json!({"id": "e1", "name": "E"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let integ = (*integration(serde_json::json!({}))).clone();
+    catalog.create_integration(integ.clone()).await.unwrap();
+    integ
 }
