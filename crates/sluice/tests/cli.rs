@@ -482,6 +482,8 @@ async fn alerts_commands_create_list_show_update_and_delete() {
     let shown = ok(server, &["alerts", "show", "ops"]).await;
     assert!(shown.contains("state:           active\n"), "{shown}");
     assert!(shown.contains("pendingEvents:   0\n"), "{shown}");
+    // The node that sends it (a node's name; `local` when alone).
+    assert!(shown.contains("sentBy:          local\n"), "{shown}");
     let v = json(server, &["alerts", "show", "ops"]).await;
     assert_eq!(
         v["destination"]["events"],

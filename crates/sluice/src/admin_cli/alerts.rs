@@ -14,6 +14,7 @@ const STATUS: &[&str] = &[
     "lastError",
     "lastErrorAt",
     "pausedUntil",
+    "sentBy",
 ];
 
 pub async fn alerts_cmd(args: &ApiArgs, out: &OutputArgs, cmd: AlertsCmd) -> anyhow::Result<()> {
