@@ -372,8 +372,11 @@ mod tests {
 
     /// Owners as a fake cluster: `i2`, `i4` are node-b's (it reports them paused, and
     /// also an integration it was not asked for), `i5` is node-c's (unreachable).
+    /// A request made: owner, ids, `Authorization`.
+    type Asked = (String, Vec<String>, Option<String>);
+
     struct FakePeers {
-        asked: std::sync::Mutex<Vec<(String, Vec<String>, Option<String>)>>,
+        asked: std::sync::Mutex<Vec<Asked>>,
     }
 
     impl PeerStatus for FakePeers {
