@@ -26,7 +26,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_core::model::Integration;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -209,11 +209,12 @@ where
         for (owner, ids, answer) in asked {
             match answer {
                 Ok(values) => {
+                    let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
                     for v in values {
                         // Only what was asked of this owner.
                         let slot = v["id"]
                             .as_str()
-                            .filter(|id| ids.iter().any(|a| a == id))
+                            .filter(|id| asked.contains(id))
                             .and_then(|id| position.get(id).copied());
                         if let Some(n) = slot {
                             answers[n] = Some(v);
