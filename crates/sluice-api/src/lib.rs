@@ -11,6 +11,7 @@ pub mod export;
 pub mod history;
 pub mod ingest;
 pub mod ops;
+pub mod peers;
 pub mod rate;
 pub mod scope;
 pub mod state;

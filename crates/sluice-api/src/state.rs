@@ -3,12 +3,13 @@
 use crate::auth_limit::AuthFailureLimiter;
 use crate::body::BodyLimits;
 use crate::history::History;
+use crate::peers::PeerStatus;
 use crate::rate::RateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_delivery::DeliveryEngine;
 use sluice_store::{Catalog, ImpressionLog};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 
 pub struct ApiConfig {
     /// SHA-256 of the admin token (compared in constant time).
@@ -34,6 +35,9 @@ pub struct Inner {
     pub auth_failures: AuthFailureLimiter,
     /// The dashboard's charts and fleet summary, filled by [`crate::history::spawn_sampler`].
     pub history: History,
+    /// The other nodes of a cluster, asked for the live state of the integrations they
+    /// deliver ([`Inner::set_peers`]); unset on a node alone.
+    pub peers: OnceLock<Arc<dyn PeerStatus>>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -58,9 +62,17 @@ impl Inner {
             rate,
             auth_failures,
             history: History::default(),
+            peers: OnceLock::new(),
         });
         // Samples for the dashboard's charts while the state lives (needs a runtime).
         crate::history::spawn_sampler(Arc::downgrade(&state));
         state
+    }
+
+    /// Makes this node one of a cluster: aggregated routes ask `peers` for the statuses of
+    /// the integrations other nodes deliver. Set once, before serving; later calls do
+    /// nothing.
+    pub fn set_peers(&self, peers: Arc<dyn PeerStatus>) {
+        let _ = self.peers.set(peers);
     }
 }

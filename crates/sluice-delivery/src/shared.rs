@@ -84,6 +84,15 @@ impl IntegrationShared {
         });
     }
 
+    /// Another node delivers the integration now: forgets its phase, failure window and
+    /// last error (the counters since this process started stay, for the metrics).
+    pub fn handed_over(&self) {
+        self.with(|s| {
+            s.health.reset();
+            s.last_error = None;
+        });
+    }
+
     /// Runs `f` with the state locked. The lock is never held across an await.
     pub fn with<R>(&self, f: impl FnOnce(&mut SharedState) -> R) -> R {
         match self.state.lock() {

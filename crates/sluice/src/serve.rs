@@ -368,6 +368,8 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<Server> {
     let mut app = sluice_api::router(state.clone());
     if let Some(c) = &opened.cluster {
         let fwd = forward::Forwarder::new(c.ownership.clone());
+        // The aggregated status asks each integration's owner (SPEC §7).
+        state.set_peers(Arc::new(fwd.clone()));
         app = app.layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 forward::forward(fwd.clone(), req, next)

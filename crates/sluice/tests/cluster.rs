@@ -555,3 +555,166 @@ async fn alert_destinations_created_on_one_node_get_each_event_exactly_once() {
     assert_eq!(m["ops0"].len(), want, "sent to a deleted destination");
     assert!(m["ops1"].len() > want, "the others still get alerts: {m:?}");
 }
+
+/// `GET /v1/integrations/status` on any node reports each integration's status as its
+/// owner does (SPEC §4, §7): an integration delivered by node B whose destination refuses
+/// is paused on B, and node A — which never delivered it — lists it `paused` (and finds
+/// it with `state=paused`), not `active` from the store's view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_aggregated_status_on_one_node_is_each_owners() {
+    let Some(nats) = nats("cluster aggregated status").await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let a = start_node(&nats, "node-a", logs.path()).await;
+    let b = start_node(&nats, "node-b", logs.path()).await;
+    // A destination that refuses every connection.
+    let refusing = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    a.admin()
+        .create_environment(&json!({"id": "e1", "name": "e1", "sdkKeys": ["sdk-key-e1-0000"]}))
+        .await
+        .unwrap();
+    for id in IDS {
+        a.admin()
+            .create_integration(&json!({
+                "id": id, "name": id, "url": format!("{refusing}/hook/{id}"),
+                "environments": ["e1"], "gzip": false, "flushIntervalMs": 100,
+                // Paused after two failed attempts, for ten minutes.
+                "protection": {
+                    "window": 4, "minAttempts": 2, "failureRatePercent": 50,
+                    "minFailedAttempts": 2, "connectTimeoutMs": 500, "requestTimeoutMs": 1000,
+                    "initialCooldownMs": 600_000, "maxCooldownMs": 600_000,
+                },
+            }))
+            .await
+            .unwrap();
+    }
+    let owned = owners(&a, &IDS, &["node-a", "node-b"]).await;
+    let on_b: Vec<&str> = IDS
+        .iter()
+        .copied()
+        .filter(|i| owned[*i] == "node-b")
+        .collect();
+    assert!(!on_b.is_empty(), "node-b owns some: {owned:?}");
+    let victim = on_b[0];
+    // Something to deliver (through B's ingest; every integration reads e1).
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let r = b
+            .http()
+            .post(b.url("/v1/impressions"))
+            .bearer_auth("sdk-key-e1-0000")
+            .json(&json!([{"key": "k", "split": "f", "treatment": "on", "time": 1}]))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ingest on B: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Paused on B, by protection (no operator pause in the store).
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let s = status(&b, victim).await;
+        if s["state"] == "paused" {
+            assert_eq!(s["manuallyPaused"], false);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{victim} never paused on B: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = |node: &sluice_testkit::SluiceProcess, query: &str| {
+        let req = node
+            .http()
+            .get(node.url(&format!("/v1/integrations/status{query}")))
+            .bearer_auth(TOKEN);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let row = |page: &serde_json::Value, id: &str| {
+        page["integrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == id)
+            .cloned()
+    };
+    // A lists it as B reports it, with B's failure record.
+    let all = page(&a, "?limit=1000").await;
+    let on_a = row(&all, victim).unwrap_or_else(|| panic!("{victim} missing on A: {all}"));
+    assert_eq!(on_a["state"], "paused", "{on_a}");
+    assert!(on_a["pausedUntil"].is_i64(), "{on_a}");
+    assert!(on_a["lastError"].is_string(), "{on_a}");
+    assert_eq!(all["integrations"].as_array().unwrap().len(), IDS.len());
+    // And finds it by the owner's state.
+    let paused = page(&a, "?state=paused&limit=1000").await;
+    assert!(
+        row(&paused, victim).is_some(),
+        "{victim} not paused on A: {paused}"
+    );
+    assert!(
+        paused["integrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["state"] == "paused"),
+        "{paused}"
+    );
+    let active = page(&a, "?state=active&limit=1000").await;
+    assert!(
+        row(&active, victim).is_none(),
+        "{victim} active on A: {active}"
+    );
+    // B says the same of it.
+    let on_b = row(&page(&b, "?limit=1000").await, victim).unwrap();
+    assert_eq!(on_b["state"], "paused", "{on_b}");
+    // Small pages: one chunk at a time, still the owners' answers.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let p = page(&a, &format!("?limit=3{cursor}")).await;
+        for v in p["integrations"].as_array().unwrap() {
+            seen.push((v["id"].as_str().unwrap().to_owned(), v["state"].clone()));
+        }
+        match p["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), IDS.len(), "{seen:?}");
+    assert!(
+        seen.iter().any(|(id, st)| id == victim && st == "paused"),
+        "{seen:?}"
+    );
+    // Every destination refuses: once all are paused (each on its owner), both nodes'
+    // dashboard overviews count them all paused.
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let p = page(&a, "?state=paused&limit=1000").await;
+        if p["integrations"].as_array().unwrap().len() == IDS.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never all paused: {p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in [&a, &b] {
+        let r = node
+            .http()
+            .get(node.url("/v1/dashboard/overview"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let o: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(o["live"], true, "{o}");
+        assert_eq!(o["summary"]["states"]["paused"], IDS.len(), "{o}");
+    }
+}

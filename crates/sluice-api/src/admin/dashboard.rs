@@ -3,6 +3,7 @@
 //! with masked SDK keys and their stored impressions) and
 //! `GET /v1/integrations/{id}/history` (the last hour of lag and delivered samples).
 
+use crate::admin::fleet;
 use crate::error::ApiError;
 use crate::history::{self, FleetSummary, INTERVAL, Sample};
 use crate::scope::Scope;
@@ -10,7 +11,10 @@ use crate::state::AppState;
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use serde::Serialize;
+use sluice_core::model::Integration;
+use std::sync::Arc;
 
 /// Fleets up to this size are counted on every overview request; larger ones show the
 /// sampler's last round (at most [`INTERVAL`] old).
@@ -52,20 +56,58 @@ pub fn mask_key(key: &str) -> String {
     }
 }
 
+/// The summary counted now with each integration's state as its owner reports it (in a
+/// cluster; see [`fleet::merge_chunk`]). An integration whose status cannot be had is left
+/// out, as in the sampler's rounds.
+async fn owners_summary(
+    s: &AppState,
+    scope: &Scope,
+    owners: fleet::Owners<'_>,
+) -> Result<FleetSummary, ApiError> {
+    let visible: Vec<Arc<Integration>> = s
+        .catalog
+        .snapshot()
+        .integrations
+        .values()
+        .filter(|i| scope.sees(&i.project))
+        .cloned()
+        .collect();
+    let mut summary = FleetSummary::new(history::now_ms());
+    for chunk in visible.chunks(fleet::MAX_LIMIT) {
+        let statuses = fleet::merge_chunk(chunk, Some(owners), |i| {
+            let s = s.clone();
+            async move { Ok(fleet::status_with_config(&s, &i).await.unwrap_or_default()) }
+        })
+        .await?;
+        for v in statuses.iter().filter(|v| !v.is_null()) {
+            summary.add(
+                v["state"].as_str().unwrap_or_default(),
+                v["lagImpressions"].as_u64().unwrap_or(0),
+                v["lagSeconds"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    Ok(summary)
+}
+
 /// A project token sees its own project's integrations and environments only (counted
-/// live, never from the fleet-wide sample).
+/// live, never from the fleet-wide sample). Counted live, a cluster's states are their
+/// owners'; the sampler's (larger fleets) are this node's view: the owners' for the
+/// integrations it delivers, the store's for the others.
 pub async fn overview(
     State(s): State<AppState>,
     Extension(scope): Extension<Scope>,
+    headers: HeaderMap,
 ) -> Result<Json<Overview>, ApiError> {
     let snapshot = s.catalog.snapshot();
     let cached = match scope {
         Scope::Admin if snapshot.integrations.len() > LIVE_SUMMARY_LIMIT => s.history.summary(),
         _ => None,
     };
-    let (summary, live) = match cached {
-        Some(c) => (c, false),
-        None => (history::sample_round(&s, |p| scope.sees(p)).await.1, true),
+    let (summary, live) = match (cached, fleet::owners(&s, &headers)) {
+        (Some(c), _) => (c, false),
+        (None, Some(o)) => (owners_summary(&s, &scope, o).await?, true),
+        (None, None) => (history::sample_round(&s, |p| scope.sees(p)).await.1, true),
     };
     let mut environments = Vec::with_capacity(snapshot.environments.len());
     for env in snapshot.environments.values() {

@@ -135,11 +135,19 @@ impl DeliveryEngine {
         Ok(())
     }
 
+    /// The integration's status as this node knows it. Its live health (phase, failure
+    /// rate, pause history, last error, attempts counted) is known only to the node that
+    /// delivers it: on any other node the status is the store's view (cursor, lag, the
+    /// operator's pause), never the health this node kept from when it delivered it.
     pub async fn status(&self, integ: &Integration) -> Result<IntegrationStatus, StoreError> {
         let shared = self.get_shared(&integ.id);
+        // Another node's: the operator's pause (followed on every node) but no health.
+        let health = shared
+            .as_ref()
+            .filter(|_| self.ctx.opts.ownership.owns(&integ.id));
         // The running task's record when there is one (no store read: the dashboard's
         // sampler reads every integration's status every 10 s), else the stored one.
-        let c = match shared.as_ref().and_then(|s| s.live_record()) {
+        let c = match health.and_then(|s| s.live_record()) {
             Some(c) => c,
             None => cursor::load(self.ctx.meta.as_ref(), &integ.id)
                 .await?
@@ -169,7 +177,7 @@ impl DeliveryEngine {
             .map(|s| *s.manual_pause.borrow())
             .unwrap_or(false);
         let (phase, failing, delivered, failed, last_error, last_success, rate, pauses, history) =
-            match &shared {
+            match health {
                 Some(s) => s.with(|st| {
                     (
                         st.health.phase(),

@@ -233,6 +233,13 @@ impl DeliveryEngine {
             if !keep && let Some(r) = running.remove(&id) {
                 r.stop.send_replace(true);
                 let _ = r.join.await;
+                // Handed over: its health is the new owner's to learn; should it come back
+                // here, it starts clean as it did there (no stale pause or failure run).
+                if !ownership.owns(&id)
+                    && let Some(s) = self.get_shared(&id)
+                {
+                    s.handed_over();
+                }
             }
         }
         // Forget state of deleted integrations.

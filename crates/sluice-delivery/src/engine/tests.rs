@@ -140,3 +140,60 @@ async fn status_of_a_running_integration_reads_no_store() {
     engine.shutdown().await;
     supervisor.await.unwrap();
 }
+
+/// In a cluster, an integration's live health is its owner's: once another node delivers
+/// it, this node reports the store's view — not the pause it saw when it delivered it —
+/// and forgets that health, so should the integration come back it starts clean.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_no_longer_delivers_an_integration_reports_none_of_its_old_health() {
+    use crate::ownership::Ownership;
+    use sluice_store::members::Members;
+    let mut h = Harness::with_fallback([], Box::new(|| Reply::Hang));
+    h.cursor_at_start(&["e1"]).await;
+    let (view, rx) = tokio::sync::watch::channel(Members::sole("me", ""));
+    h.ctx = Arc::new(
+        crate::context::DeliveryCtx::new(
+            h.ctx.log.clone(),
+            h.ctx.meta.clone(),
+            crate::context::EngineOptions {
+                ownership: Ownership::following("me", rx),
+                ..h.ctx.opts.clone()
+            },
+        )
+        .with_clock(h.ctx.clock.clone()),
+    );
+    let engine = engine(&h, Arc::new(ScriptedConnector(h.endpoint.clone()))).await;
+    let supervisor = engine.start();
+    h.append("e1", &["a", "b", "c"], None).await;
+    let integ = integration(json!({}));
+    eventually(async || {
+        engine
+            .status(&integ)
+            .await
+            .is_ok_and(|s| s.state == IntegrationState::Paused)
+    })
+    .await;
+    // Another node takes it over: no stale pause, failure rate or error here.
+    view.send_replace(Members::sole("other", ""));
+    let s = engine.status(&integ).await.unwrap();
+    assert_eq!(s.state, IntegrationState::Active);
+    assert_eq!((s.error_rate_percent, s.last_error), (0, None));
+    assert!(s.paused_until.is_none());
+    // Once its task stopped, the health it kept is forgotten too.
+    eventually(async || {
+        engine.get_shared(&integ.id).is_some_and(|s| {
+            s.with(|st| {
+                st.health.phase() == crate::health::Phase::Active && st.last_error.is_none()
+            })
+        })
+    })
+    .await;
+    // An operator's pause (in the store, followed everywhere) is still reported.
+    engine.pause(&integ).await.unwrap();
+    assert_eq!(
+        engine.status(&integ).await.unwrap().state,
+        IntegrationState::Paused
+    );
+    engine.shutdown().await;
+    supervisor.await.unwrap();
+}

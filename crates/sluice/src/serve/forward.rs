@@ -9,17 +9,23 @@
 //! A forwarded request carries [`FORWARDED`] and is never forwarded again. When the owner
 //! cannot be reached (it just died; its successor has not settled yet) the local answer
 //! is given: the store's view, without the owner's in-memory state.
+//!
+//! The aggregated `GET /v1/integrations/status` is not forwarded whole: it asks each owner
+//! for its integrations of a chunk (the [`PeerStatus`] of [`Forwarder`]).
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use sluice_api::peers::{PeerError, PeerStatus};
 use sluice_delivery::Ownership;
 use std::time::Duration;
 
 /// Header of a request forwarded by another node.
-pub const FORWARDED: &str = "sluice-forwarded-by";
+pub use sluice_api::peers::FORWARDED;
 
 /// Admin bodies forwarded are small (the API's own limit is lower).
 const MAX_FORWARDED_BODY: usize = 1 << 20;
@@ -42,6 +48,106 @@ impl Forwarder {
             .unwrap_or_default();
         Forwarder { ownership, client }
     }
+}
+
+/// An owner asked for statuses answers within this (a stalled node must not hold the
+/// aggregated route for the client's whole timeout; the local answer is given instead).
+const STATUSES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Ids per statuses request at most, in bytes of `ids=` (a request line stays far below
+/// any server's bound: 1,000 ids of 64 characters would not).
+const MAX_IDS_BYTES: usize = 16 * 1024;
+
+impl Forwarder {
+    /// The advertised URL of `node`, when it is a live member with one.
+    fn url_of(&self, node: &str) -> Option<String> {
+        self.ownership
+            .members()
+            .nodes
+            .get(node)
+            .map(|n| n.url.clone())
+            .filter(|u| !u.is_empty())
+    }
+
+    async fn statuses_once(
+        &self,
+        base: &str,
+        owner: &str,
+        ids: &str,
+        authorization: Option<&axum::http::HeaderValue>,
+    ) -> Result<Vec<Value>, PeerError> {
+        let mut req = self
+            .client
+            // Ids are of A-Z a-z 0-9 _ - . only: nothing to escape.
+            .get(format!(
+                "{base}/v1/integrations/status?limit={}&ids={ids}",
+                sluice_api::admin::fleet::MAX_LIMIT
+            ))
+            .header(FORWARDED, self.ownership.node())
+            .timeout(STATUSES_TIMEOUT);
+        if let Some(a) = authorization {
+            req = req.header(axum::http::header::AUTHORIZATION, a.clone());
+        }
+        let fail = |what: String| PeerError(format!("node {owner}: {what}"));
+        let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("answered {}", resp.status())));
+        }
+        let mut page: Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
+        match page.get_mut("integrations").map(Value::take) {
+            Some(Value::Array(v)) => Ok(v),
+            _ => Err(fail("answer without integrations".into())),
+        }
+    }
+}
+
+impl PeerStatus for Forwarder {
+    fn remote_owner(&self, id: &str) -> Option<String> {
+        self.ownership
+            .owner_of(id)
+            .filter(|owner| owner != self.ownership.node())
+    }
+
+    fn statuses<'a>(
+        &'a self,
+        owner: &'a str,
+        ids: &'a [String],
+        authorization: Option<&'a axum::http::HeaderValue>,
+    ) -> BoxFuture<'a, Result<Vec<Value>, PeerError>> {
+        Box::pin(async move {
+            let base = self
+                .url_of(owner)
+                .ok_or_else(|| PeerError(format!("node {owner} has no address")))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for part in id_lists(ids, MAX_IDS_BYTES) {
+                out.extend(
+                    self.statuses_once(&base, owner, &part, authorization)
+                        .await?,
+                );
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// `ids` comma-separated, in lists of at most `max_bytes` (one id longer than that is a
+/// list alone).
+fn id_lists(ids: &[String], max_bytes: usize) -> Vec<String> {
+    let mut lists: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for id in ids {
+        if !cur.is_empty() && cur.len() + 1 + id.len() > max_bytes {
+            lists.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(',');
+        }
+        cur.push_str(id);
+    }
+    if !cur.is_empty() {
+        lists.push(cur);
+    }
+    lists
 }
 
 /// The ownership key (see [`sluice_delivery::Ownership`]) whose owner alone can answer
@@ -79,13 +185,7 @@ pub async fn forward(fwd: Forwarder, req: Request, next: Next) -> Response {
     if owner == fwd.ownership.node() {
         return next.run(req).await;
     }
-    let Some(base) = fwd
-        .ownership
-        .members()
-        .nodes
-        .get(&owner)
-        .map(|n| n.url.clone())
-    else {
+    let Some(base) = fwd.url_of(&owner) else {
         return next.run(req).await;
     };
     let path_and_query = req
@@ -171,6 +271,15 @@ async fn local(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_split_into_bounded_lists() {
+        let ids: Vec<String> = ["a", "bb", "ccc", "dddd"].map(String::from).to_vec();
+        assert_eq!(id_lists(&ids, 100), ["a,bb,ccc,dddd"]);
+        assert_eq!(id_lists(&ids, 6), ["a,bb", "ccc", "dddd"]);
+        assert_eq!(id_lists(&ids, 1), ["a", "bb", "ccc", "dddd"]);
+        assert!(id_lists(&[], 10).is_empty());
+    }
 
     #[test]
     fn only_questions_for_the_owner_are_forwarded() {
