@@ -1,10 +1,11 @@
 //! Every admin route works on every node of a cluster (SPEC §7): the questions only the
 //! node delivering an integration can answer — its live state (paused, probing), recent
-//! attempts, history samples, and replays, which its owner runs — and the status of an
+//! attempts, history samples, replays, which its owner runs, and resume, which also ends
+//! an automatic pause held in the owner's memory — and the status of an
 //! alert destination (its sender's state lives on the node that sends it) are forwarded
 //! to that node over HTTP (its advertised URL comes with its heartbeat), the caller's
 //! `Authorization` included. Everything else is answered locally from the shared store:
-//! configuration, cursors, gaps, pause and resume (the owner follows the pause state).
+//! configuration, cursors, gaps, and pause (the owner follows the shared pause state).
 //!
 //! A forwarded request carries [`FORWARDED`] and is never forwarded again. When the owner
 //! cannot be reached (it just died; its successor has not settled yet) the local answer
@@ -164,7 +165,8 @@ fn owner_question(method: &Method, path: &str) -> Option<String> {
     let (id, what) = rest.split_once('/')?;
     let for_owner = match (method, what) {
         (&Method::GET, "status" | "attempts" | "history" | "replays") => true,
-        (&Method::POST, "replay") => true,
+        // Resume also ends an automatic pause, which lives in the owner's memory.
+        (&Method::POST, "replay" | "resume") => true,
         (&Method::GET, w) => w.starts_with("replays/"),
         _ => false,
     };
@@ -304,6 +306,10 @@ mod tests {
         assert_eq!(q(&Method::GET, "/v1/integrations/i1"), None);
         assert_eq!(q(&Method::GET, "/v1/integrations/i1/gaps"), None);
         assert_eq!(q(&Method::POST, "/v1/integrations/i1/pause"), None);
+        assert_eq!(
+            q(&Method::POST, "/v1/integrations/i1/resume").as_deref(),
+            Some("i1")
+        );
         assert_eq!(q(&Method::PUT, "/v1/integrations/i1"), None);
         assert_eq!(
             q(&Method::GET, "/v1/alert-destinations/a1/status").as_deref(),
