@@ -717,4 +717,27 @@ async fn the_aggregated_status_on_one_node_is_each_owners() {
         assert_eq!(o["live"], true, "{o}");
         assert_eq!(o["summary"]["states"]["paused"], IDS.len(), "{o}");
     }
+    // A resume asked of A ends B's automatic pause (its 10-minute cooldown lives in B's
+    // memory): B tries again at once, fails twice and pauses it a second time.
+    let before = status(&b, victim).await["pauseCount"].as_u64().unwrap();
+    let r = a
+        .http()
+        .post(a.url(&format!("/v1/integrations/{victim}/resume")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "resume on A: {}", r.status());
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let s = status(&b, victim).await;
+        if s["pauseCount"].as_u64().unwrap() > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{victim} still in its first pause on B after a resume through A: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
