@@ -131,6 +131,11 @@ async fn open_nats(opts: &ServeOptions, url: &str, addr: SocketAddr) -> anyhow::
     )
     .await
     .context("joining the cluster")?;
+    // One appender per environment: appends go to the environment's rendezvous owner
+    // among the live nodes instead of every node racing on the stream's tail.
+    log.route_appends(&node, membership.view())
+        .await
+        .context("taking forwarded appends")?;
     let ownership = Ownership::following(&node, membership.view());
     Ok(Opened {
         log,
