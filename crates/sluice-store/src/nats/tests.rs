@@ -590,6 +590,35 @@ async fn appends_go_through_one_appender_per_environment() {
         "b published nothing itself"
     );
     assert_eq!(count(&a.counters().forwarded), 0, "a appends its own");
+    // An entry too large for one request is appended by b itself (split into parts).
+    let big_len = b.max_body() + 1000;
+    let r = b.append(&env, entry(999, 3, big_len, 1)).await.unwrap();
+    assert_eq!(count(&b.counters().forwarded), 100, "not forwarded");
+    assert!(count(&b.counters().messages) >= 2, "b published its parts");
+    let back = b.read(&env, r.base_offset, 1).await.unwrap();
+    assert_eq!(back[0].base_offset, r.base_offset);
+    assert_eq!(
+        (tag_of(&back[0].payload), back[0].payload.len()),
+        (999, big_len)
+    );
+}
+
+/// The conformance suite through a log whose appends partly go to another node's
+/// appender (every environment whose rendezvous owner is `node-b`).
+#[tokio::test]
+async fn jetstream_store_conforms_through_appenders() {
+    let Some((_c, a, b, _view, _env)) = routed_pair("jetstream_store_conforms_routed").await else {
+        return;
+    };
+    // b stays up: it stores what a forwards.
+    let a = Arc::into_inner(a).expect("the only handle");
+    let harness = Harness(a);
+    crate::conformance::log::run_all(&harness).await;
+    assert!(
+        count(&harness.0.counters().forwarded) > 0,
+        "some environments' appends were forwarded"
+    );
+    assert!(count(&b.counters().served) > 0);
 }
 
 #[tokio::test]
