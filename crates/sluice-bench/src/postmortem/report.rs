@@ -270,10 +270,11 @@ fn verdict(args: &PostmortemArgs, base: Option<&RunResult>, fail: &RunResult) ->
         }
     };
     let paused_in_time = pause_goal(fail);
-    let cheap = base
-        .into_iter()
-        .chain([fail])
-        .fold(true, |ok, r| cost_goals(r) && ok);
+    // Every run's cost is printed, so no short-circuiting `all`.
+    let mut cheap = true;
+    for r in base.into_iter().chain([fail]) {
+        cheap &= cost_goals(r);
+    }
     met && paused_in_time && cheap && fail.lost_total == 0
 }
 
