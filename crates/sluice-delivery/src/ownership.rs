@@ -65,28 +65,10 @@ impl Ownership {
     }
 }
 
-/// The highest-weight node of `members` for `integration`.
+/// The highest-weight node of `members` for `integration` (rendezvous hashing, shared with
+/// the JetStream log's choice of an environment's appender: [`sluice_store::members::rendezvous`]).
 pub fn owner<'a>(members: &'a Members, integration: &str) -> Option<&'a str> {
-    members
-        .nodes
-        .keys()
-        .max_by_key(|n| (weight(n, integration), n.as_str()))
-        .map(String::as_str)
-}
-
-/// A stable 64-bit weight of (node, integration): FNV-1a over both, then a SplitMix64
-/// finaliser so that similar names spread well. The same on every node and version.
-fn weight(node: &str, integration: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in node.bytes().chain([0xff]).chain(integration.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    sluice_store::members::rendezvous(members, integration)
 }
 
 #[cfg(test)]

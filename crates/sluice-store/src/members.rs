@@ -36,3 +36,31 @@ impl Members {
         self.nodes.contains_key(node)
     }
 }
+
+/// Rendezvous (highest random weight) hashing over a view: the node of `members` with the
+/// highest [`rendezvous_weight`] for `key`, ties broken by name; `None` for an empty view.
+/// Every node computes the same answer from the same view, and when a node leaves only the
+/// keys it held move. Integrations use their id as the key (`sluice-delivery`'s
+/// ownership); the JetStream log's appender of an environment uses `env:{id}`.
+pub fn rendezvous<'a>(members: &'a Members, key: &str) -> Option<&'a str> {
+    members
+        .nodes
+        .keys()
+        .max_by_key(|n| (rendezvous_weight(n, key), n.as_str()))
+        .map(String::as_str)
+}
+
+/// A stable 64-bit weight of (node, key): FNV-1a over both, then a SplitMix64 finaliser so
+/// that similar names spread well. The same on every node and version.
+pub fn rendezvous_weight(node: &str, key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.bytes().chain([0xff]).chain(key.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}

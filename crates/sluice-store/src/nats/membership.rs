@@ -10,6 +10,11 @@
 //! process was stopped or starved, during which others may have taken over) publishes an
 //! empty view — it owns nothing — and settles again from scratch. A node shutting down
 //! says so, and the others drop it at once.
+//!
+//! [`Membership::live`] is the same set before settling — every node heard within `lease`,
+//! or empty while this node does not hear itself or after a stall — for choices that are
+//! cheap to change and do not need agreement for correctness (which node appends an
+//! environment's log: [`crate::nats::JetStreamLog::route_appends`]).
 
 use crate::members::{Members, NodeInfo};
 use futures_util::StreamExt;
@@ -64,6 +69,7 @@ struct Heartbeat {
 /// The running protocol; dropped or [`Membership::leave`] → announces its departure.
 pub struct Membership {
     view: watch::Receiver<Members>,
+    live: watch::Receiver<Members>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -79,10 +85,12 @@ impl Membership {
             .await
             .map_err(|e| super::error::unavailable("subscribing to node heartbeats", e))?;
         let (view_tx, view) = watch::channel(Members::default());
+        let (live_tx, live) = watch::channel(Members::default());
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(client, cfg, sub, view_tx, stop_rx));
+        let task = tokio::spawn(run(client, cfg, sub, [view_tx, live_tx], stop_rx));
         Ok(Membership {
             view,
+            live,
             stop,
             task: Some(task),
         })
@@ -91,6 +99,13 @@ impl Membership {
     /// The settled view, updated as it changes.
     pub fn view(&self) -> watch::Receiver<Members> {
         self.view.clone()
+    }
+
+    /// The nodes heard within the lease now, without waiting for the set to settle (empty
+    /// while this node does not hear itself, and after a stall): see the module
+    /// documentation.
+    pub fn live(&self) -> watch::Receiver<Members> {
+        self.live.clone()
     }
 
     /// Stops heartbeating and tells the others this node is leaving.
@@ -127,7 +142,7 @@ async fn run(
     client: async_nats::Client,
     cfg: MembershipConfig,
     mut sub: async_nats::Subscriber,
-    view: watch::Sender<Members>,
+    [view, live_view]: [watch::Sender<Members>; 2],
     mut stop: watch::Receiver<bool>,
 ) {
     let beat = |leaving: bool| {
@@ -159,11 +174,13 @@ async fn run(
                     heard.seen.clear();
                     candidate.clear();
                     changed_at = now;
-                    view.send_if_modified(|v| {
-                        let was = !v.nodes.is_empty();
-                        *v = Members::default();
-                        was
-                    });
+                    for v in [&view, &live_view] {
+                        v.send_if_modified(|v| {
+                            let was = !v.nodes.is_empty();
+                            *v = Members::default();
+                            was
+                        });
+                    }
                 }
                 last_tick = now;
                 if let Err(e) = client.publish(SUBJECT, beat(false).into()).await {
@@ -174,6 +191,18 @@ async fn run(
                     candidate = live;
                     changed_at = now;
                 }
+                let heard_now = if candidate.contains_key(&cfg.node) {
+                    candidate.clone()
+                } else {
+                    BTreeMap::new()
+                };
+                live_view.send_if_modified(|v| {
+                    if *v.nodes == heard_now {
+                        return false;
+                    }
+                    v.nodes = Arc::new(heard_now);
+                    true
+                });
                 let settled = now.saturating_duration_since(changed_at) >= cfg.settle;
                 let next = if !candidate.contains_key(&cfg.node) {
                     // Not hearing itself: cut off. Own nothing, at once.

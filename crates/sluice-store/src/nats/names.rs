@@ -10,6 +10,9 @@ pub const LOG_STREAM_PREFIX: &str = "SLUICE_LOG_";
 const LOG_SUBJECT_PREFIX: &str = "sluice.log.";
 /// Core-NATS subject on which a writer announces an environment's new committed end.
 pub const END_SUBJECT_PREFIX: &str = "sluice.end.";
+/// Core-NATS subject prefix on which a node takes appends for the environments it is the
+/// appender of (`sluice.append.<encoded node name>`).
+const APPEND_SUBJECT_PREFIX: &str = "sluice.append.";
 
 /// `[A-Za-z0-9-]` kept; `_` → `__`; `.` → `_d` (injective, and a valid stream name and
 /// subject token).
@@ -35,6 +38,12 @@ pub fn log_subject(env: &str) -> String {
 
 pub fn end_subject(env: &str) -> String {
     format!("{END_SUBJECT_PREFIX}{}", env_token(env))
+}
+
+/// The subject node `node` takes forwarded appends on (node names are arbitrary strings:
+/// encoded like KV keys, free of `.`, `*`, `>` and whitespace).
+pub fn append_subject(node: &str) -> String {
+    format!("{APPEND_SUBJECT_PREFIX}{}", encode_key(node))
 }
 
 /// The environment whose token is `token` (inverse of [`env_token`]).
@@ -105,6 +114,7 @@ mod tests {
             Some("prod.eu_1-x")
         );
         assert_eq!(env_from_token("bad_x"), None);
+        assert_eq!(append_subject("host 1.a"), "sluice.append.host_201_2Ea");
     }
 
     #[test]

@@ -478,3 +478,232 @@ async fn jetstream_store_conforms() {
     let meta = JetStreamMeta::open(conn).await.expect("meta");
     crate::conformance::meta::run_all(&meta).await;
 }
+
+/// Two nodes' logs on one three-node JetStream cluster (replicas 3), each on its own
+/// connection, routing appends with one shared membership view of `node-a` and `node-b`;
+/// and an environment whose appender is `node-a`.
+async fn routed_pair(
+    test: &str,
+) -> Option<(
+    NatsCluster,
+    Arc<JetStreamLog>,
+    Arc<JetStreamLog>,
+    tokio::sync::watch::Sender<crate::members::Members>,
+    String,
+)> {
+    use crate::members::{Members, NodeInfo, rendezvous};
+    let (cluster, conn) = start(test, ClusterOptions::nodes(3)).await?;
+    let mut cfg2 = NatsConfig::from_url(&cluster.urls()).unwrap();
+    cfg2.replicas = 3;
+    let a = Arc::new(JetStreamLog::open(conn, quick()).await.unwrap());
+    let b = Arc::new(
+        JetStreamLog::open(cfg2.connect().await.unwrap(), quick())
+            .await
+            .unwrap(),
+    );
+    let mut nodes = std::collections::BTreeMap::new();
+    for n in ["node-a", "node-b"] {
+        nodes.insert(
+            n.to_owned(),
+            NodeInfo {
+                url: format!("http://{n}"),
+            },
+        );
+    }
+    let view = Members {
+        nodes: Arc::new(nodes),
+    };
+    let env = (0..)
+        .map(|i| format!("shared-{i}"))
+        .find(|env| rendezvous(&view, &format!("env:{env}")) == Some("node-a"))
+        .unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(view);
+    a.route_appends("node-a", rx.clone()).await.unwrap();
+    b.route_appends("node-b", rx).await.unwrap();
+    Some((cluster, a, b, tx, env))
+}
+
+fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Checks that every receipt's offsets hold its entry, and returns the tags read back.
+async fn check_receipts(
+    log: &JetStreamLog,
+    env: &str,
+    receipts: &[(u32, crate::AppendReceipt)],
+) -> Vec<u32> {
+    let all = read_all(log, env).await;
+    let by_offset: std::collections::HashMap<u64, &crate::log::StoredEntry> =
+        all.iter().map(|e| (e.base_offset, e)).collect();
+    for (t, r) in receipts {
+        let e = by_offset
+            .get(&r.base_offset)
+            .unwrap_or_else(|| panic!("acknowledged append {t} at {} is stored", r.base_offset));
+        assert_eq!(
+            tag_of(&e.payload),
+            *t,
+            "the receipt's offset holds its entry"
+        );
+        assert_eq!(e.end_offset(), r.next_offset);
+    }
+    all.iter().map(|e| tag_of(&e.payload)).collect()
+}
+
+#[tokio::test]
+async fn appends_go_through_one_appender_per_environment() {
+    let Some((_c, a, b, _view, env)) = routed_pair("appends_one_appender").await else {
+        return;
+    };
+    let mut tasks = Vec::new();
+    for t in 0..200u32 {
+        let log = if t % 2 == 0 { a.clone() } else { b.clone() };
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = log.append(&env, entry(t, 1 + t % 7, 40, 1)).await.unwrap();
+            (t, r)
+        }));
+    }
+    let mut receipts = Vec::new();
+    for t in tasks {
+        receipts.push(t.await.unwrap());
+    }
+    receipts.sort_by_key(|(_, r)| r.base_offset);
+    let mut next = 0;
+    for (t, r) in &receipts {
+        assert_eq!(r.base_offset, next, "receipts tile the offsets");
+        assert_eq!(r.next_offset - r.base_offset, u64::from(1 + t % 7));
+        next = r.next_offset;
+    }
+    let tags = check_receipts(&b, &env, &receipts).await;
+    assert_eq!(tags.len(), 200, "each append stored once");
+    assert_eq!(
+        count(&b.counters().forwarded),
+        100,
+        "b forwarded its appends"
+    );
+    assert_eq!(count(&a.counters().served), 100, "a stored them");
+    assert_eq!(count(&b.counters().fallbacks), 0);
+    assert_eq!(
+        count(&b.counters().messages),
+        0,
+        "b published nothing itself"
+    );
+    assert_eq!(count(&a.counters().forwarded), 0, "a appends its own");
+    // An entry too large for one request is appended by b itself (split into parts).
+    let big_len = b.max_body() + 1000;
+    let r = b.append(&env, entry(999, 3, big_len, 1)).await.unwrap();
+    assert_eq!(count(&b.counters().forwarded), 100, "not forwarded");
+    assert!(count(&b.counters().messages) >= 2, "b published its parts");
+    let back = b.read(&env, r.base_offset, 1).await.unwrap();
+    assert_eq!(back[0].base_offset, r.base_offset);
+    assert_eq!(
+        (tag_of(&back[0].payload), back[0].payload.len()),
+        (999, big_len)
+    );
+}
+
+/// The conformance suite through a log whose appends partly go to another node's
+/// appender (every environment whose rendezvous owner is `node-b`).
+#[tokio::test]
+async fn jetstream_store_conforms_through_appenders() {
+    let Some((_c, a, b, _view, _env)) = routed_pair("jetstream_store_conforms_routed").await else {
+        return;
+    };
+    // b stays up: it stores what a forwards.
+    let a = Arc::into_inner(a).expect("the only handle");
+    let harness = Harness(a);
+    crate::conformance::log::run_all(&harness).await;
+    assert!(
+        count(&harness.0.counters().forwarded) > 0,
+        "some environments' appends were forwarded"
+    );
+    assert!(count(&b.counters().served) > 0);
+}
+
+#[tokio::test]
+async fn appends_survive_their_appender_closing() {
+    use crate::members::{Members, NodeInfo};
+    let Some((_c, a, b, view, env)) = routed_pair("appends_appender_closing").await else {
+        return;
+    };
+    // Four producers on b, appending until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for p in 0..4u32 {
+        let (b, env, stop) = (b.clone(), env.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut k = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = p * 100_000 + k;
+                k += 1;
+                out.push((t, b.append(&env, entry(t, 1 + t % 5, 40, 1)).await));
+            }
+            out
+        }));
+    }
+    let until = |f: Box<dyn Fn() -> bool + Send>| async move {
+        for _ in 0..600 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("condition not reached within the hang guard");
+    };
+    // Forwarded to a for a while…
+    let b2 = b.clone();
+    until(Box::new(move || count(&b2.counters().forwarded) >= 50)).await;
+    // …then a closes (its append subject goes away): b falls back to appending itself.
+    drop(a);
+    let b2 = b.clone();
+    until(Box::new(move || count(&b2.counters().fallbacks) >= 50)).await;
+    // The view drops a: b is the appender now, nothing falls back any more.
+    let mut nodes = std::collections::BTreeMap::new();
+    nodes.insert(
+        "node-b".to_owned(),
+        NodeInfo {
+            url: "http://node-b".into(),
+        },
+    );
+    view.send_replace(Members {
+        nodes: Arc::new(nodes),
+    });
+    let fallbacks = count(&b.counters().fallbacks);
+    let messages = count(&b.counters().messages);
+    let b2 = b.clone();
+    until(Box::new(move || {
+        count(&b2.counters().messages) >= messages + 20
+    }))
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut receipts = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        for (tag, r) in t.await.unwrap() {
+            match r {
+                Ok(r) => receipts.push((tag, r)),
+                Err(e) => {
+                    assert!(e.is_transient(), "only transient failures: {e}");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        count(&b.counters().fallbacks) <= fallbacks + 4,
+        "appending locally once b is the appender"
+    );
+    receipts.sort_by_key(|(_, r)| r.base_offset);
+    for w in receipts.windows(2) {
+        assert!(
+            w[0].1.next_offset <= w[1].1.base_offset,
+            "receipts never overlap"
+        );
+    }
+    let tags = check_receipts(&b, &env, &receipts).await;
+    assert!(tags.len() >= receipts.len());
+    // Only a request in flight while a closed may have failed (one per producer).
+    assert!(failed <= 4, "{failed} appends failed");
+}

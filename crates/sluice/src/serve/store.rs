@@ -131,6 +131,14 @@ async fn open_nats(opts: &ServeOptions, url: &str, addr: SocketAddr) -> anyhow::
     )
     .await
     .context("joining the cluster")?;
+    // One appender per environment: appends go to the environment's rendezvous owner
+    // among the live nodes instead of every node racing on the stream's tail. The live
+    // set, not the settled view: nodes agree sooner (a joining node is heard within a
+    // heartbeat, the settled view waits 1.5 s more), and disagreeing costs only
+    // contention, never correctness.
+    log.route_appends(&node, membership.live())
+        .await
+        .context("taking forwarded appends")?;
     let ownership = Ownership::following(&node, membership.view());
     Ok(Opened {
         log,

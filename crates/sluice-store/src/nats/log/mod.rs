@@ -13,8 +13,12 @@
 //! - this file: the trait implementation, stream creation, the committed-end watches
 //!   (fed by local appends, by other nodes' announcements on `sluice.end.<token>`, and by
 //!   a poll that covers lost announcements), retention by age.
+//! - `route.rs`: one appender per environment — appends routed to the environment's
+//!   rendezvous owner among the live nodes over core NATS request/reply, so that nodes do
+//!   not race each other on one stream's tail ([`JetStreamLog::route_appends`]).
 
 mod read;
+mod route;
 mod writer;
 
 use super::NatsConnection;
@@ -25,12 +29,13 @@ use crate::log::{
     AppendEntry, AppendReceipt, ImpressionLog, LogBounds, MAX_ENTRY_BYTES, StoredEntry,
     validate_env_id,
 };
+use crate::members::Members;
 use async_nats::jetstream::stream::{Config as StreamConfig, DiscardPolicy, StorageType};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
@@ -81,6 +86,14 @@ pub struct LogCounters {
     pub searches: AtomicU64,
     /// Messages fetched by reads and scans.
     pub fetched: AtomicU64,
+    /// Appends this node sent to another node (the environment's appender) and got an
+    /// answer for.
+    pub forwarded: AtomicU64,
+    /// Appends meant for another node's appender that were appended here instead, as
+    /// certainly not stored there (no responders, not sendable, refused).
+    pub fallbacks: AtomicU64,
+    /// Appends this node stored for other nodes, as the environment's appender.
+    pub served: AtomicU64,
 }
 
 /// State shared by the log handle and its tasks.
@@ -100,6 +113,8 @@ pub(crate) struct Inner {
     /// continuing where they stopped).
     starts: Mutex<HashMap<String, BTreeMap<u64, u64>>>,
     pub(crate) counters: LogCounters,
+    /// Set by [`JetStreamLog::route_appends`]: whom appends go to.
+    route: OnceLock<route::Route>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -211,7 +226,7 @@ impl Inner {
 /// The JetStream impression log (see the module documentation).
 pub struct JetStreamLog {
     inner: Arc<Inner>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl JetStreamLog {
@@ -229,6 +244,7 @@ impl JetStreamLog {
             streams: Mutex::new(HashSet::new()),
             starts: Mutex::new(HashMap::new()),
             counters: LogCounters::default(),
+            route: OnceLock::new(),
             cfg,
             conn,
         });
@@ -243,7 +259,39 @@ impl JetStreamLog {
         if !inner.cfg.retention_interval.is_zero() {
             tasks.push(tokio::spawn(retention_loop(Arc::downgrade(&inner))));
         }
-        Ok(JetStreamLog { inner, tasks })
+        Ok(JetStreamLog {
+            inner,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// Routes appends to each environment's appender from now on (see `route.rs`): this
+    /// node is `node` in `view`, and takes appends for the environments it is the appender
+    /// of on [`names::append_subject`]`(node)`. Without it (and while `view` is empty, or
+    /// names only this node) every append is written by this node, as on a single node.
+    /// Only the first call has an effect.
+    pub async fn route_appends(
+        &self,
+        node: &str,
+        view: watch::Receiver<Members>,
+    ) -> Result<(), StoreError> {
+        if self.inner.route.get().is_some() {
+            return Ok(());
+        }
+        let sub = self
+            .inner
+            .conn
+            .client
+            .subscribe(names::append_subject(node))
+            .await
+            .map_err(|e| unavailable("subscribing to forwarded appends", e))?;
+        let task = tokio::spawn(route::serve(Arc::downgrade(&self.inner), sub));
+        lock(&self.tasks).push(task);
+        let _ = self.inner.route.set(route::Route {
+            node: node.to_owned(),
+            view,
+        });
+        Ok(())
     }
 
     /// Counters since open.
@@ -286,7 +334,7 @@ fn getrandom_nonce(out: &mut [u8; 8]) {
 
 impl Drop for JetStreamLog {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in lock(&self.tasks).iter() {
             t.abort();
         }
     }
@@ -380,6 +428,34 @@ async fn remove_ingested_before(inner: &Inner, cutoff: i64) -> Result<u64, Store
     Ok(removed)
 }
 
+/// Appends `entry` through this node's own group-commit writer of `env` (starting it).
+async fn append_local(
+    inner: &Arc<Inner>,
+    env: &str,
+    entry: AppendEntry,
+) -> Result<AppendReceipt, StoreError> {
+    let rx = {
+        let mut writers = lock(&inner.writers);
+        let tx = writers.entry(env.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(writer::run(inner.clone(), env.to_owned(), rx));
+            tx
+        });
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let pending = writer::Pending::new(entry, reply);
+        if let Err(mpsc::error::SendError(p)) = tx.send(pending) {
+            // The writer stopped (its environment was removed): start a new one.
+            let (tx2, rx2) = mpsc::unbounded_channel();
+            tokio::spawn(writer::run(inner.clone(), env.to_owned(), rx2));
+            let _ = tx2.send(p);
+            *tx = tx2;
+        }
+        rx
+    };
+    rx.await
+        .map_err(|_| StoreError::unavailable("the JetStream log writer", Transient::Closed))?
+}
+
 #[async_trait]
 impl ImpressionLog for JetStreamLog {
     async fn append(&self, env: &str, entry: AppendEntry) -> Result<AppendReceipt, StoreError> {
@@ -390,26 +466,7 @@ impl ImpressionLog for JetStreamLog {
                 limit: MAX_ENTRY_BYTES,
             });
         }
-        let rx = {
-            let mut writers = lock(&self.inner.writers);
-            let tx = writers.entry(env.to_owned()).or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(writer::run(self.inner.clone(), env.to_owned(), rx));
-                tx
-            });
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            let pending = writer::Pending::new(entry, reply);
-            if let Err(mpsc::error::SendError(p)) = tx.send(pending) {
-                // The writer stopped (its environment was removed): start a new one.
-                let (tx2, rx2) = mpsc::unbounded_channel();
-                tokio::spawn(writer::run(self.inner.clone(), env.to_owned(), rx2));
-                let _ = tx2.send(p);
-                *tx = tx2;
-            }
-            rx
-        };
-        rx.await
-            .map_err(|_| StoreError::unavailable("the JetStream log writer", Transient::Closed))?
+        route::append(&self.inner, env, entry).await
     }
 
     async fn read(
