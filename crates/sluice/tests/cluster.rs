@@ -542,7 +542,10 @@ async fn alert_destinations_created_on_one_node_get_each_event_exactly_once() {
         }
         let st = b.admin().alert_destination_status(id).await.unwrap();
         assert_eq!(st["pendingEvents"], 0, "{id}: {st}");
-        assert!(st["deliveredEvents"].as_u64() >= Some(want as u64), "{id}: {st}");
+        assert!(
+            st["deliveredEvents"].as_u64() >= Some(want as u64),
+            "{id}: {st}"
+        );
     }
     let ops0_before = m["ops0"].len();
     // Deleted on B: gone on A at once, and nothing is sent to it any more.
@@ -558,7 +561,11 @@ async fn alert_destinations_created_on_one_node_get_each_event_exactly_once() {
     a.admin().pause("i0").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let m = per_dest(&rec.deliveries());
-    assert_eq!(m["ops0"].len(), ops0_before, "sent to a deleted destination");
+    assert_eq!(
+        m["ops0"].len(),
+        ops0_before,
+        "sent to a deleted destination"
+    );
     let ops1: std::collections::BTreeSet<&String> = m["ops1"].iter().collect();
     assert!(ops1.len() > want, "the others still get alerts: {m:?}");
 }
