@@ -129,6 +129,14 @@ pub trait ImpressionLog: Send + Sync + 'static {
     /// Removes `env`'s log entirely (its environment was deleted).
     async fn remove(&self, env: &str) -> Result<(), StoreError>;
 
+    /// Makes `env` ready for appends ahead of the first one, where a store has something to
+    /// create per environment (JetStream: the replicated stream, which took more than the
+    /// 5 s write timeout under load when the first ingest request had to create it). The
+    /// first append still creates it if this was never called or failed.
+    async fn prepare(&self, env: &str) -> Result<(), StoreError> {
+        validate_env_id(env)
+    }
+
     /// What each environment's log holds on this machine's disk, for metrics (never
     /// blocks: from memory). Stores that keep nothing locally report nothing.
     fn usage(&self) -> Vec<EnvUsage> {

@@ -79,10 +79,13 @@ pub async fn create(
         }),
     };
     scope.may_write(&env.project)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(s.catalog.create_environment(env).await?),
-    ))
+    let created = s.catalog.create_environment(env).await?;
+    // The log's per-environment set-up (a JetStream stream) now rather than in the first
+    // ingest request; if it fails, that request creates it.
+    if let Err(e) = s.log.prepare(&created.id).await {
+        tracing::warn!(environment = %created.id, error = %e, "cannot prepare the environment's log yet; its first append will");
+    }
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Replaces environment `id` with `e`; `project` and `sdkKeys` left out keep their values.

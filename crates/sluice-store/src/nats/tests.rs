@@ -78,7 +78,14 @@ async fn appends_get_exact_offsets_and_read_back() {
     else {
         return;
     };
-    let log = JetStreamLog::open(conn, quick()).await.expect("log");
+    let log = JetStreamLog::open(conn.clone(), quick())
+        .await
+        .expect("log");
+    // An environment prepared ahead of its first append has its stream already.
+    log.prepare("e9").await.unwrap();
+    assert!(conn.js.get_stream(names::log_stream("e9")).await.is_ok());
+    assert_eq!(log.bounds("e9").await.unwrap(), crate::LogBounds::default());
+    assert!(log.prepare("../x").await.is_err());
     assert_eq!(log.bounds("e1").await.unwrap(), crate::LogBounds::default());
     assert!(log.read("e1", 0, 10).await.unwrap().is_empty());
     let mut watch = log.subscribe("e1");

@@ -458,6 +458,11 @@ async fn append_local(
 
 #[async_trait]
 impl ImpressionLog for JetStreamLog {
+    async fn prepare(&self, env: &str) -> Result<(), StoreError> {
+        validate_env_id(env)?;
+        self.inner.ensure_stream(env).await
+    }
+
     async fn append(&self, env: &str, entry: AppendEntry) -> Result<AppendReceipt, StoreError> {
         validate_env_id(env)?;
         if entry.payload.len() > MAX_ENTRY_BYTES {
