@@ -235,9 +235,14 @@ async fn failing_destinations_delay_only_themselves() {
         );
     }
 
-    // The isolation claim: healthy lag stays at its all-healthy level (10% or 1 s of
-    // slack, whichever is larger; these machines are noisy).
-    let allowed = (p99a as f64 * 1.1).max(p99a as f64 + 1000.0) as i64;
+    // The isolation claim, as a test can check it on a noisy shared machine: a healthy
+    // integration never waits behind a failing one's attempts — which would add at least a
+    // request timeout (2 s) per attempt waited for. So the healthy p99 may not grow by two
+    // request timeouts. The tight comparison (within max(10 %, 1 s) of all-healthy) is a
+    // speed figure: `sluice bench postmortem` checks it (docs/BENCHMARKS.md). This bound
+    // was max(10 %, 1 s) here too, and failed once in four runs on a loaded machine
+    // (210 → 1673 ms) with every destination behaving as it should.
+    let allowed = p99a + 2 * 2000;
     assert!(
         p99b <= allowed,
         "healthy p99 lag grew from {p99a} ms to {p99b} ms (allowed {allowed} ms)"
