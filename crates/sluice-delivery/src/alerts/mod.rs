@@ -80,11 +80,11 @@ const CAS_TRIES: usize = 5;
 pub struct AlertStatus {
     /// `active`, `paused` or `probing`, as for an integration.
     pub state: String,
-    /// Events waiting in its outbox.
+    /// Events waiting in its outbox (read from the store when asked).
     pub pending_events: u64,
     pub delivered_events: u64,
     pub failed_attempts: u64,
-    /// Events dropped, oldest first, because the outbox was full.
+    /// Events dropped, oldest first, because the outbox was full (read from the store).
     pub dropped_events: u64,
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
@@ -359,7 +359,6 @@ impl AlertService {
                     self.upsert(&mut dests, d, revision).await;
                     if let Some(slot) = dests.slots.get(&id) {
                         slot.state.outbox.store(pending, Ordering::Relaxed);
-                        slot.state.with_status(|s| s.pending_events = pending);
                     }
                 }
                 Ok::<(), StoreError>(())
@@ -574,13 +573,9 @@ impl AlertService {
         store::push(meta, e).await?;
         let pending = st.outbox.fetch_add(1, Ordering::Relaxed) + 1;
         if pending as usize > MAX_ALERT_OUTBOX_EVENTS {
-            let (there, dropped) = store::trim(meta, dest, MAX_ALERT_OUTBOX_EVENTS).await?;
+            let there = store::trim(meta, dest, MAX_ALERT_OUTBOX_EVENTS).await?;
             // The watch reports the drops (and counts them off) later.
             st.outbox.store(there, Ordering::Relaxed);
-            st.with_status(|s| {
-                s.dropped_events += dropped;
-                s.pending_events = there - dropped;
-            });
         }
         if slot.sender.is_some() {
             st.wake.notify_one();

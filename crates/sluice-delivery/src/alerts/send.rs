@@ -108,8 +108,6 @@ impl Sender {
                     }
                 }
             };
-            self.state
-                .with_status(|s| s.pending_events = outbox.len() as u64);
             if outbox.is_empty() {
                 tokio::select! {
                     _ = self.state.wake.notified() => continue,
@@ -125,10 +123,7 @@ impl Sender {
                         if let Err(e) = store::remove(meta.as_ref(), &entry).await {
                             tracing::warn!(destination = %dest.id, error = %e, "cannot remove a delivered alert; it may be sent again");
                         }
-                        self.state.with_status(|s| {
-                            s.delivered_events += 1;
-                            s.pending_events = s.pending_events.saturating_sub(1);
-                        });
+                        self.state.with_status(|s| s.delivered_events += 1);
                     }
                     // Not delivered: it stays first in line; read the outbox again.
                     Some(false) => break,

@@ -217,9 +217,9 @@ pub async fn add_dropped(meta: &dyn MetaStore, dest: &str, n: u64) -> Result<(),
     }
 }
 
-/// Drops the oldest events of `dest` beyond `max`; returns how many there were and how
-/// many were dropped.
-pub async fn trim(meta: &dyn MetaStore, dest: &str, max: usize) -> Result<(u64, u64), StoreError> {
+/// Drops the oldest events of `dest` beyond `max` (counted in its stored dropped count);
+/// returns how many there were.
+pub async fn trim(meta: &dyn MetaStore, dest: &str, max: usize) -> Result<u64, StoreError> {
     let keys = meta.list(Bucket::State, &outbox_prefix(dest)).await?;
     let over = keys.len().saturating_sub(max);
     for (key, _) in &keys[..over] {
@@ -233,7 +233,7 @@ pub async fn trim(meta: &dyn MetaStore, dest: &str, max: usize) -> Result<(u64, 
     if over > 0 {
         add_dropped(meta, dest, over as u64).await?;
     }
-    Ok((keys.len() as u64, over as u64))
+    Ok(keys.len() as u64)
 }
 
 /// Removes every undelivered event of `dest`, and its dropped count.
