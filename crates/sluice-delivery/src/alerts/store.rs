@@ -184,13 +184,20 @@ pub async fn remove(meta: &dyn MetaStore, e: &OutboxEntry) -> Result<(), StoreEr
     meta.delete(Bucket::State, &e.key, Expect::Any).await
 }
 
+/// A stored dropped count (decimal text; unreadable counts as 0).
+fn count(value: &[u8]) -> u64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// How many events the full outbox of `dest` dropped.
 pub async fn dropped(meta: &dyn MetaStore, dest: &str) -> Result<u64, StoreError> {
     Ok(meta
         .get(Bucket::State, &dropped_key(dest))
         .await?
-        .and_then(|v| std::str::from_utf8(&v.value).ok()?.parse().ok())
-        .unwrap_or(0))
+        .map_or(0, |v| count(&v.value)))
 }
 
 /// Adds `n` to the dropped count of `dest` (compare-and-swap: nodes may drop at once).
@@ -199,13 +206,7 @@ pub async fn add_dropped(meta: &dyn MetaStore, dest: &str, n: u64) -> Result<(),
     loop {
         let current = meta.get(Bucket::State, &key).await?;
         let (old, expect) = match &current {
-            Some(v) => (
-                std::str::from_utf8(&v.value)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(0),
-                Expect::Revision(v.revision),
-            ),
+            Some(v) => (count(&v.value), Expect::Revision(v.revision)),
             None => (0, Expect::Absent),
         };
         let value = (old + n).to_string().into_bytes();
