@@ -133,28 +133,7 @@ async fn concurrent_appends_from_two_nodes_keep_offsets_exact() {
             .await
             .unwrap(),
     );
-    let mut tasks = Vec::new();
-    for t in 0..200u32 {
-        let log = if t % 2 == 0 { a.clone() } else { b.clone() };
-        tasks.push(tokio::spawn(async move {
-            let r = log
-                .append("shared", entry(t, 1 + t % 7, 40, 1))
-                .await
-                .unwrap();
-            (t, r)
-        }));
-    }
-    let mut receipts = Vec::new();
-    for t in tasks {
-        receipts.push(t.await.unwrap());
-    }
-    receipts.sort_by_key(|(_, r)| r.base_offset);
-    let mut next = 0;
-    for (t, r) in &receipts {
-        assert_eq!(r.base_offset, next, "receipts tile the offsets");
-        assert_eq!(r.next_offset - r.base_offset, u64::from(1 + t % 7));
-        next = r.next_offset;
-    }
+    let receipts = append_through_both(&a, &b, "shared").await;
     let all = read_all(&a, "shared").await;
     assert_eq!(all.len(), 200, "each append stored once");
     for ((t, r), e) in receipts.iter().zip(&all) {
@@ -534,6 +513,36 @@ fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// 200 concurrent appends to `env` (entry `t` of `1 + t % 7` impressions), alternately
+/// through `a` and `b`; their receipts in offset order, checked to tile the offsets.
+async fn append_through_both(
+    a: &Arc<JetStreamLog>,
+    b: &Arc<JetStreamLog>,
+    env: &str,
+) -> Vec<(u32, crate::AppendReceipt)> {
+    let mut tasks = Vec::new();
+    for t in 0..200u32 {
+        let log = if t % 2 == 0 { a.clone() } else { b.clone() };
+        let env = env.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let r = log.append(&env, entry(t, 1 + t % 7, 40, 1)).await.unwrap();
+            (t, r)
+        }));
+    }
+    let mut receipts = Vec::new();
+    for t in tasks {
+        receipts.push(t.await.unwrap());
+    }
+    receipts.sort_by_key(|(_, r)| r.base_offset);
+    let mut next = 0;
+    for (t, r) in &receipts {
+        assert_eq!(r.base_offset, next, "receipts tile the offsets");
+        assert_eq!(r.next_offset - r.base_offset, u64::from(1 + t % 7));
+        next = r.next_offset;
+    }
+    receipts
+}
+
 /// Checks that every receipt's offsets hold its entry, and returns the tags read back.
 async fn check_receipts(
     log: &JetStreamLog,
@@ -562,26 +571,7 @@ async fn appends_go_through_one_appender_per_environment() {
     let Some((_c, a, b, _view, env)) = routed_pair("appends_one_appender").await else {
         return;
     };
-    let mut tasks = Vec::new();
-    for t in 0..200u32 {
-        let log = if t % 2 == 0 { a.clone() } else { b.clone() };
-        let env = env.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = log.append(&env, entry(t, 1 + t % 7, 40, 1)).await.unwrap();
-            (t, r)
-        }));
-    }
-    let mut receipts = Vec::new();
-    for t in tasks {
-        receipts.push(t.await.unwrap());
-    }
-    receipts.sort_by_key(|(_, r)| r.base_offset);
-    let mut next = 0;
-    for (t, r) in &receipts {
-        assert_eq!(r.base_offset, next, "receipts tile the offsets");
-        assert_eq!(r.next_offset - r.base_offset, u64::from(1 + t % 7));
-        next = r.next_offset;
-    }
+    let receipts = append_through_both(&a, &b, &env).await;
     let tags = check_receipts(&b, &env, &receipts).await;
     assert_eq!(tags.len(), 200, "each append stored once");
     assert_eq!(
