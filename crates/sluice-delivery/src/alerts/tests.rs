@@ -594,23 +594,9 @@ async fn integration_disabled_is_recorded_by_one_node_of_a_cluster() {
 async fn events_kept_under_the_old_key_format_are_sent_first() {
     let meta = Arc::new(MemoryMeta::new());
     let d = dest("a1", None, &AlertEventType::ALL);
-    meta.put(
-        Bucket::State,
-        "alerts/dest/a1",
-        serde_json::to_vec(&d).unwrap(),
-        Expect::Any,
-    )
-    .await
-    .unwrap();
+    put_json(&meta, "alerts/dest/a1", &d).await;
     let old = serde_json::json!({"id": "evt_old", "seq": 7, "body": r#"{"type":"integration.paused","timestamp":1,"data":{}}"#});
-    meta.put(
-        Bucket::State,
-        "alerts/outbox/a1/0000000000000007",
-        serde_json::to_vec(&old).unwrap(),
-        Expect::Any,
-    )
-    .await
-    .unwrap();
+    put_json(&meta, "alerts/outbox/a1/0000000000000007", &old).await;
     let mut rig = Rig::new(meta.clone(), &[Reply::Hang]).await;
     rig.ctx
         .events
@@ -639,4 +625,16 @@ async fn environment_and_integration(catalog: &Catalog) -> Integration {
     let integ = (*integration(serde_json::json!({}))).clone();
     catalog.create_integration(integ.clone()).await.unwrap();
     integ
+}
+
+/// Writes `value` as JSON under `key` of the state bucket, as an older version would have.
+async fn put_json(meta: &MemoryMeta, key: &str, value: &impl serde::Serialize) {
+    meta.put(
+        Bucket::State,
+        key,
+        serde_json::to_vec(value).unwrap(),
+        Expect::Any,
+    )
+    .await
+    .unwrap();
 }
